@@ -1,0 +1,175 @@
+"""Unit tests for nbsyn.models.osmis: MaskArgmax, masked content attention, the object loss."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from nbsyn.models import osmis
+
+
+def soft_mask(b=2, n=3, h=4, w=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.softmax(torch.randn(b, n, h, w, generator=g) * 2, dim=1)
+
+
+# --- Eq. 6.2: MaskArgmax ---------------------------------------------------------------------
+
+
+def test_mask_argmax_forward_is_exact_one_hot_argmax():
+    y = soft_mask().requires_grad_(True)
+    out = osmis.mask_argmax(y)
+    expected = F.one_hot(y.argmax(1), 3).permute(0, 3, 1, 2).float()
+    assert torch.equal(out, expected)  # exactly, not approximately
+    assert torch.equal(out.sum(1), torch.ones(2, 4, 5))
+
+
+def test_mask_argmax_gradient_is_identity_on_soft_mask():
+    y = soft_mask(seed=1).requires_grad_(True)
+    w = torch.randn_like(y)  # a random linear functional <w, MaskArgmax(y)>
+    (grad,) = torch.autograd.grad((w * osmis.mask_argmax(y)).sum(), y)
+    assert torch.equal(grad, w)
+    # the full Jacobian on a tiny case is the identity matrix
+    y_small = soft_mask(1, 2, 1, 2, seed=2)
+    jac = torch.autograd.functional.jacobian(lambda t: osmis.mask_argmax(t), y_small)
+    assert torch.equal(jac.reshape(4, 4), torch.eye(4))
+
+
+def test_plain_argmax_has_no_gradient_but_straight_through_has():
+    y = soft_mask().requires_grad_(True)
+    assert not osmis.one_hot_argmax(y).requires_grad
+    assert osmis.mask_argmax(y).requires_grad
+
+
+@pytest.mark.parametrize("sampling", ["bernoulli", "categorical"])
+def test_warmup_sampling_is_binary_and_follows_probabilities(sampling):
+    g = torch.Generator().manual_seed(0)
+    probs = torch.tensor([0.8, 0.15, 0.05]).view(1, 3, 1, 1).expand(1, 3, 100, 100).contiguous()
+    hard = osmis.mask_argmax(probs.clone().requires_grad_(True), warmup=True, sampling=sampling, generator=g)
+    assert set(hard.detach().unique().tolist()) <= {0.0, 1.0}
+    freq = hard.detach().mean(dim=(0, 2, 3))
+    assert torch.allclose(freq, probs[0, :, 0, 0], atol=0.02)
+    if sampling == "categorical":
+        assert torch.equal(hard.detach().sum(1), torch.ones(1, 100, 100))
+    else:  # independent channels: some pixels carry 0 or 2 classes
+        assert not torch.equal(hard.detach().sum(1), torch.ones(1, 100, 100))
+
+
+def test_warmup_sampling_escapes_the_all_background_mask():
+    # argmax of a background-dominated mask never shows the object; sampling sometimes does (Eq. 6.3)
+    probs = torch.tensor([0.7, 0.3]).view(1, 2, 1, 1).expand(1, 2, 20, 20).contiguous()
+    assert osmis.mask_argmax(probs)[:, 1].sum() == 0
+    g = torch.Generator().manual_seed(0)
+    assert osmis.mask_argmax(probs, warmup=True, sampling="categorical", generator=g)[:, 1].sum() > 0
+
+
+def test_warmup_schedule_and_bad_sampling():
+    assert osmis.in_warmup(0, 10) and osmis.in_warmup(9, 10) and not osmis.in_warmup(10, 10)
+    with pytest.raises(ValueError, match="bernoulli"):
+        osmis.mask_argmax(soft_mask(), warmup=True, sampling="gumbel")
+    with pytest.raises(ValueError, match="B, N, H, W"):
+        osmis.mask_argmax(torch.rand(3, 4, 5))
+
+
+def test_mask_head_outputs_probabilities():
+    head = osmis.MaskHead(8, 4)
+    y = head(torch.randn(2, 8, 6, 7))
+    assert y.shape == (2, 4, 6, 7)
+    assert torch.allclose(y.sum(1), torch.ones(2, 6, 7), atol=1e-6)
+    assert sum(p.numel() for p in head.parameters()) == 8 * 4 * 9 + 4
+    with pytest.raises(ValueError, match="at least 2"):
+        osmis.MaskHead(8, 1)
+
+
+# --- Eq. 6.4 / 6.6: masked content attention and class balance -------------------------------
+
+
+def two_class_example():
+    """A 2x2 feature map with 2 channels and a mask: background = left column, object = right."""
+    features = torch.tensor([[[1.0, 2.0], [3.0, 4.0]], [[10.0, 20.0], [30.0, 40.0]]]).unsqueeze(0)  # (1, 2, 2, 2)
+    labels = torch.tensor([[0, 1], [0, 1]])
+    mask = F.one_hot(labels, 2).permute(2, 0, 1).unsqueeze(0).float()  # (1, 2, 2, 2)
+    return features, mask
+
+
+def test_mca_hand_made_two_class_example():
+    features, mask = two_class_example()
+    out = osmis.masked_content_attention(features, mask)  # Eq. 6.4: mean over the whole 2x2 map
+    # background: channel 0 -> (1 + 3) / 4, channel 1 -> (10 + 30) / 4; object: (2 + 4) / 4, (20 + 40) / 4
+    assert torch.allclose(out, torch.tensor([[[1.0, 10.0], [1.5, 15.0]]]))
+    area = osmis.masked_content_attention(features, mask, normalize="area")  # masked mean
+    assert torch.allclose(area, torch.tensor([[[2.0, 20.0], [3.0, 30.0]]]))
+    # the vectors of all objects add up to the global average pool of SIV-GAN's content branch
+    assert torch.allclose(out.sum(1), features.mean(dim=(2, 3)))
+
+
+def test_mca_downsamples_the_mask_by_nearest_neighbour():
+    features = torch.arange(4.0).view(1, 1, 2, 2)
+    labels = torch.zeros(4, 4, dtype=torch.long)
+    labels[:, 2:] = 1  # right half is the object
+    mask = F.one_hot(labels, 2).permute(2, 0, 1).unsqueeze(0).float()
+    out = osmis.masked_content_attention(features, mask)
+    assert torch.allclose(out, torch.tensor([[[(0 + 2) / 4], [(1 + 3) / 4]]]))
+    with pytest.raises(ValueError, match="same B"):
+        osmis.masked_content_attention(features, mask.repeat(2, 1, 1, 1))
+    with pytest.raises(ValueError, match="normalization"):
+        osmis.masked_content_attention(features, mask, normalize="max")
+
+
+def test_mca_is_invariant_to_moving_an_object_but_not_to_relabelling_it():
+    g = torch.Generator().manual_seed(0)
+    features = torch.randn(1, 3, 4, 4, generator=g)
+    labels = torch.zeros(4, 4, dtype=torch.long)
+    labels[0, 0] = 1
+    mask = F.one_hot(labels, 2).permute(2, 0, 1).unsqueeze(0).float()
+    perm = torch.randperm(16, generator=g)
+    f_perm = features.flatten(2)[..., perm].view(1, 3, 4, 4)
+    m_perm = mask.flatten(2)[..., perm].view(1, 2, 4, 4)
+    assert torch.allclose(osmis.masked_content_attention(features, mask), osmis.masked_content_attention(f_perm, m_perm))
+    swapped = mask.flip(1)
+    assert not torch.allclose(osmis.masked_content_attention(features, mask), osmis.masked_content_attention(features, swapped))
+
+
+def test_mca_passes_straight_through_gradient_to_the_mask():
+    features, mask = two_class_example()
+    soft = torch.full((1, 2, 2, 2), 0.5, requires_grad=True)
+    hard = osmis.straight_through(soft, mask)
+    osmis.masked_content_attention(features, hard)[0, 1, 0].backward()  # object vector, channel 0
+    assert torch.allclose(soft.grad[0, 1], features[0, 0] / 4)
+    assert torch.equal(soft.grad[0, 0], torch.zeros(2, 2))
+
+
+def test_class_balance_weights_eq_6_6():
+    labels = torch.tensor([[0, 0, 0], [0, 1, 1]])  # 4 background pixels, 2 object pixels, class 2 absent
+    mask = F.one_hot(labels, 3).permute(2, 0, 1).unsqueeze(0).float()
+    alpha = osmis.class_balance_weights(mask)
+    # (1/4) / (1/4 + 1/2) = 1/3, (1/2) / (3/4) = 2/3, absent -> 0
+    assert torch.allclose(alpha, torch.tensor([[1 / 3, 2 / 3, 0.0]]))
+
+
+# --- Eq. 6.5: the object discriminator -------------------------------------------------------
+
+
+def test_object_losses_on_hand_computed_logits():
+    # N = 2 objects, 3 logits (identity 0, identity 1, fake)
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 3.0]]])
+    alpha = torch.tensor([[0.25, 0.75]])
+    log_p = torch.log_softmax(logits, -1)[0]
+    real = -(0.25 * log_p[0, 0] + 0.75 * log_p[1, 1])
+    fake = -(log_p[0, 2] + log_p[1, 2]) / 2
+    assert math.isclose(osmis.object_loss_real(logits, alpha).item(), real.item(), rel_tol=1e-6)
+    assert math.isclose(osmis.object_loss_fake(logits).item(), fake.item(), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="N\\+1"):
+        osmis.object_loss_real(logits[..., :2], alpha)
+
+
+def test_fake_term_pushes_towards_the_fake_class():
+    # the intended reading of Eq. 6.5: minimising the fake term raises p(fake) on generated objects
+    logits = torch.zeros(1, 2, 3, requires_grad=True)
+    osmis.object_loss_fake(logits).backward()
+    assert (logits.grad[..., 2] < 0).all() and (logits.grad[..., :2] > 0).all()
+    # the printed term -log(1 - D^fake) would do the opposite
+    logits2 = torch.zeros(1, 2, 3, requires_grad=True)
+    (-torch.log1p(-torch.softmax(logits2, -1)[..., 2])).sum().backward()
+    assert (logits2.grad[..., 2] > 0).all()
