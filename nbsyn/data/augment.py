@@ -25,7 +25,7 @@ class PairedAugment:
         scale = 1.0 / (self.zoom[0] + (self.zoom[1] - self.zoom[0]) * u[:, 0])  # zoom in = sample a smaller window
         angle = math.radians(self.max_degrees) * (2 * u[:, 1] - 1)
         sign = torch.where((u[:, 2] < 0.5) & self.flip, -1.0, 1.0)
-        shift = (1 - scale) * (2 * u[:, 3:5] - 1)  # keep the window inside the image
+        shift = (1 - scale)[:, None] * (2 * u[:, 3:5] - 1)  # keep the window inside the image
         cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
         theta = torch.stack([torch.stack([cos * sign, -sin, shift[:, 0]], 1),
                              torch.stack([sin * sign, cos, shift[:, 1]], 1)], 1)

@@ -1,0 +1,1 @@
+"""Blocks shared by more than one paper (a block moves here only when two papers use it)."""
