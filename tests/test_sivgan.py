@@ -1,0 +1,246 @@
+"""SIV-GAN: shapes, the branches' invariances, Eq. 5.1-5.3 on hand-computed cases, training step."""
+
+import math
+
+import pytest
+import torch
+
+from nbsyn.models import sivgan as S
+from nbsyn.nn.heads import per_block_bce
+from nbsyn.presets import resolve
+
+torch.set_num_threads(1)
+
+
+def small_d(branches="content_layout", layout_squeeze="conv1x1"):
+    torch.manual_seed(0)
+    return S.ContentLayoutDiscriminator(num_blocks=5, num_low=2, base_channels=8, branches=branches,
+                                        layout_squeeze=layout_squeeze)
+
+
+# ------------------------------------------------------------------ generator
+
+
+def test_paper_generator_starts_from_a_3x5_map_and_doubles_per_block():
+    cfg = resolve("02_sivgan", "paper")
+    g = S.build_generator(cfg)
+    assert g.num_blocks == 7 and g.noise_shape == (3, 5)
+    assert g.output_shape == S.image_shape(cfg) == (192, 320)
+    out = S.Generator(z_dim=64, noise_shape=(3, 5), num_blocks=4, base_channels=4)(torch.randn(2, 64))
+    assert [tuple(im.shape[-2:]) for im in out.images] == [(3, 5), (6, 10), (12, 20), (24, 40)]
+    assert all(im.shape[1] == 3 and im.abs().max() <= 1 for im in out.images)
+    assert len(out.features) == 4 and all(f.abs().max() <= 1 for f in out.features)  # tanh features
+
+
+def _conv_params(cin, cout, k, bias=True):
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def test_paper_parameter_counts_match_the_architecture_by_hand():
+    # No parameter count is published for SIV-GAN; we count the [CODE]-described architecture by hand.
+    cfg = resolve("02_sivgan", "paper")
+    ch = [256, 256, 256, 256, 256, 128, 64, 32]  # 32 x [8,8,8,8,8,4,2,1]
+    expected_g = 64 * 256 * 3 * 5 + 256  # ConvTranspose2d(64, 256, kernel 3x5)
+    for cin, cout in zip(ch[:-1], ch[1:]):
+        expected_g += _conv_params(cin, cout, 3) + _conv_params(cout, cout, 3) + _conv_params(cin, cout, 1, False)
+        expected_g += _conv_params(cout, 3, 3)  # RGB head
+    assert S.count_parameters(S.build_generator(cfg)) == expected_g
+
+    dch = [32, 64, 128, 256, 256, 256, 256]
+    expected_d = 0
+    for i in range(3):  # low-level: blocks, MSG fromRGB, heads
+        cin = 3 if i == 0 else dch[i - 1] + dch[i - 1] // 8
+        if i > 0:
+            expected_d += _conv_params(3, dch[i - 1] // 8, 1)
+        expected_d += _conv_params(cin, dch[i], 3) + _conv_params(dch[i], dch[i], 3) + _conv_params(cin, dch[i], 1, False)
+        expected_d += _conv_params(dch[i], 1, 1)
+    branch = [128, 256, 256, 256, 256]
+    for cin, cout in zip(branch[:-1], branch[1:]):  # content: 1x1 blocks + heads
+        expected_d += _conv_params(cin, cout, 1) + _conv_params(cout, cout, 1) + _conv_params(cin, cout, 1, False)
+        expected_d += _conv_params(cout, 1, 1)
+    expected_d += _conv_params(128, 1, 1)  # layout squeeze
+    expected_d += 4 * (_conv_params(1, 1, 3) * 2 + _conv_params(1, 1, 1, False) + _conv_params(1, 1, 1))
+    assert S.count_parameters(S.build_discriminator(cfg)) == expected_d
+
+
+def test_generator_rejects_bad_z_and_bad_sizes():
+    g = S.Generator(noise_shape=(3, 5), num_blocks=2, base_channels=4)
+    with pytest.raises(ValueError, match="z must have shape"):
+        g(torch.randn(2, 32))
+    with pytest.raises(ValueError, match="valid sizes"):
+        S.generator_blocks_for(100, 3)
+    with pytest.raises(ValueError, match="unknown preset"):
+        resolve("02_sivgan", "huge")
+
+
+# ------------------------------------------------------------------ discriminator
+
+
+def test_each_part_has_one_head_per_block_with_the_right_shape():
+    d = small_d()
+    x = torch.randn(3, 3, 32, 48)
+    out = d(x)
+    assert [tuple(l.shape) for l in out.low] == [(3, 1, 16, 24), (3, 1, 8, 12)]
+    assert [tuple(l.shape) for l in out.content] == [(3, 1, 1, 1)] * 3  # no spatial extent
+    assert [tuple(l.shape) for l in out.layout] == [(3, 1, 4, 6), (3, 1, 2, 3), (3, 1, 1, 2)]
+    assert out.features.shape == (3, 16, 8, 12)
+    plain = small_d("none")(x)
+    assert not plain.content and not plain.layout and len(plain.plain) == 3
+
+
+def test_content_branch_is_invariant_to_permuting_spatial_positions():
+    d = small_d().eval()  # eval: no power iteration, so repeated calls give the same weights
+    feats = torch.randn(2, 16, 8, 12)
+    perm = torch.randperm(8 * 12)
+    shuffled = feats.flatten(2)[:, :, perm].view_as(feats)
+    a, b = d.content_branch(feats), d.content_branch(shuffled)
+    for la, lb in zip(a, b):
+        assert torch.allclose(la, lb, atol=1e-5)
+    # the layout branch is not: it must see where things are
+    la, lb = d.layout_branch(feats)[0], d.layout_branch(shuffled)[0]
+    assert not torch.allclose(la, lb, atol=1e-3)
+
+
+@pytest.mark.parametrize("squeeze", ["conv1x1", "block"])
+def test_layout_branch_is_one_channel_wide(squeeze):
+    d = small_d(layout_squeeze=squeeze)
+    feats = torch.randn(2, 16, 8, 12)
+    _, layout_feats = d.layout(d.squeeze_layout(feats))
+    assert all(f.shape[1] == 1 for f in layout_feats)
+    if squeeze == "conv1x1":
+        assert d.squeeze_layout(feats).shape == (2, 1, 8, 12)  # F_layout(x): H x W x 1 [L1417]
+    # every conv after the squeeze has at most one output channel
+    convs = [m for m in d.layout.blocks.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert all(m.out_channels == 1 for m in convs)
+
+
+def test_msg_inputs_enter_the_low_level_blocks():
+    d = small_d().eval()
+    levels = [torch.randn(2, 3, 32, 48), torch.randn(2, 3, 16, 24)]
+    base = d(levels).low[1]
+    changed = d([levels[0], levels[1] + 1.0]).low[1]
+    assert not torch.allclose(base, changed)
+    with pytest.raises(ValueError, match="image scales"):
+        d.low_level([levels[0]])
+
+
+# ------------------------------------------------------------------ feature augmentation
+
+
+def test_content_fa_only_mixes_partner_channels_or_zeros():
+    pooled = torch.arange(1, 5).float().view(4, 1, 1, 1).expand(4, 50, 1, 1).contiguous()  # sample i holds i+1
+    out = S.content_feature_augmentation(pooled, p=1.0, generator=torch.Generator().manual_seed(0))
+    partner = pooled.roll(1, dims=0)
+    ok = (out == pooled) | (out == partner) | (out == 0)
+    assert bool(ok.all())
+    changed = (out != pooled).float().mean()
+    assert 0.1 < changed < 0.6  # 10-30 % mixed, then 10-30 % dropped
+    assert torch.equal(S.content_feature_augmentation(pooled, p=0.0), pooled)
+
+
+def test_layout_fa_pastes_a_rectangle_at_the_same_location():
+    feats = torch.randn(4, 2, 10, 12)
+    out = S.layout_feature_augmentation(feats, p=1.0, generator=torch.Generator().manual_seed(1))
+    partner = feats.roll(1, dims=0)
+    for i in range(4):
+        from_partner = (out[i] == partner[i]).all(0) & (out[i] != feats[i]).any(0)
+        rows, cols = from_partner.nonzero(as_tuple=True)
+        assert len(rows) > 0
+        box = torch.zeros_like(from_partner)
+        box[rows.min():rows.max() + 1, cols.min():cols.max() + 1] = True
+        assert torch.equal(box, from_partner)  # one axis-aligned rectangle
+        assert torch.equal(out[i][:, ~box], feats[i][:, ~box])
+
+
+def test_fa_is_applied_only_when_asked():
+    d = small_d().eval()
+    x = torch.randn(4, 3, 32, 48)
+    assert torch.equal(d(x).content[0], d(x).content[0])
+    g = torch.Generator().manual_seed(0)
+    assert not torch.allclose(d(x, augment=True, p_fa=1.0, generator=g).content[-1], d(x).content[-1])
+
+
+# ------------------------------------------------------------------ losses
+
+
+def test_adversarial_loss_weights_eq_5_2_and_official():
+    # logits 0 everywhere -> every BCE is log 2
+    z = lambda *s: torch.zeros(*s)
+    out = S.DOutput(low=[z(1, 1, 4, 4)] * 3, content=[z(1, 1, 1, 1)] * 4, layout=[z(1, 1, 2, 2)] * 4)
+    paper, parts = S.adversarial_loss(out, real=True)
+    assert math.isclose(float(paper), (2 + 1 + 1) * math.log(2), rel_tol=1e-6)
+    assert set(parts) == {"low", "content", "layout"}
+    official, _ = S.adversarial_loss(out, real=True, normalisation="official")
+    assert math.isclose(float(official), (3 + 0.5 * 4 + 0.5 * 4) / 7 * math.log(2), rel_tol=1e-6)
+    # Eq. 5.1: per-part mean over blocks
+    logits = [torch.full((1, 1, 2, 2), 2.0), torch.full((1, 1, 1, 1), -1.0)]
+    expected = (math.log1p(math.exp(-2.0)) + math.log1p(math.exp(1.0))) / 2
+    assert math.isclose(float(per_block_bce(logits, real=True)), expected, rel_tol=1e-6)
+
+
+def test_diversity_term_on_a_hand_computed_case():
+    # batch of 3, two layers. Layer 1 (2 elements), layer 2 (1 element).
+    f1 = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 0.5]])
+    f2 = torch.tensor([[0.0], [0.2], [0.8]])
+    # pairs (0,1), (0,2), (1,2): layer-1 mean |diff| = 0.5, 0.25, 0.75; layer 2 = 0.2, 0.8, 0.6
+    paper = S.diversity_regularisation([f1, f2])
+    assert math.isclose(float(paper), (0.5 + 0.25 + 0.75 + 0.2 + 0.8 + 0.6) / 6, rel_tol=1e-6)
+    official = S.diversity_regularisation([f1, f2], normalisation="official")
+    assert math.isclose(float(official), (0.5 + 0.25 + 0.75 + 0.2 + 0.8 + 0.6) * 2 / (2 * 1), rel_tol=1e-6)
+    with pytest.raises(ValueError, match="two samples"):
+        S.diversity_regularisation([f1[:1]])
+
+
+def test_official_normalisation_is_about_12x_stronger_at_paper_sizes():
+    strength = S.official_dr_strength(0.15, batch_size=5, g_layers=7, num_low=3, num_branch=4)
+    assert math.isclose(strength, 1.75, rel_tol=1e-9)
+    assert 11 < strength / 0.15 < 12
+
+
+def test_a_g_step_on_minus_dr_alone_increases_the_feature_distance():
+    torch.manual_seed(0)
+    g = S.Generator(noise_shape=(2, 3), num_blocks=3, base_channels=2)
+    z = torch.randn(4, 64)
+    opt = torch.optim.SGD(g.parameters(), lr=0.05)
+    before = S.diversity_regularisation(g(z).features).item()
+    loss = -S.diversity_regularisation(g(z).features)  # G maximises L_DR (Eq. 5.4)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    assert S.diversity_regularisation(g(z).features).item() > before
+
+
+# ------------------------------------------------------------------ training
+
+
+def _smoke_model(**kw):
+    cfg = resolve("02_sivgan", "smoke")
+    h, w = S.image_shape(cfg)
+    frames = torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return S.SIVGAN(cfg, frames, **kw)
+
+
+def test_training_step_is_finite_and_deterministic():
+    a, b = _smoke_model(), _smoke_model()
+    la = [a.step(i) for i in range(2)]
+    lb = [b.step(i) for i in range(2)]
+    assert la == lb
+    assert all(math.isfinite(v) for logs in la for v in logs.values())
+    assert {"g_adv", "dr", "d_loss", "d_low", "d_content", "d_layout"} <= set(la[0])
+    assert a.sample(3).shape == (3, 3, *S.image_shape(a.cfg))
+
+
+def test_ablations_build_and_step():
+    plain = _smoke_model(branches="none", lambda_dr=0.0)
+    logs = plain.step(0)
+    assert "d_plain" in logs and "d_content" not in logs
+
+
+def test_bad_frames_are_rejected_before_training():
+    cfg = resolve("02_sivgan", "smoke")
+    with pytest.raises(ValueError, match="generator makes"):
+        S.SIVGAN(cfg, torch.zeros(1, 3, 20, 20))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        S.SIVGAN(cfg, torch.full((1, 3, *S.image_shape(cfg)), 3.0))
+    with pytest.raises(ValueError, match="normalisation"):
+        _smoke_model(normalisation="mine")
