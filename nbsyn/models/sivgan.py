@@ -42,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from nbsyn.data.single import fit_frames  # noqa: F401  (re-exported for the notebook)
 from nbsyn.nn.diffaug import DEFAULT_POLICY, diff_augment
 from nbsyn.nn.heads import MultiHeadD, per_block_bce, sn
 
@@ -648,19 +649,3 @@ def check_frames(frames: torch.Tensor, shape: tuple[int, int]) -> None:
                          f"resize them (nbsyn.models.sivgan.fit_frames)")
     if not frames.is_floating_point() or frames.min() < -1.001 or frames.max() > 1.001:
         raise ValueError("frames must be floats in [-1, 1]")
-
-
-def fit_frames(frames: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """Centre-crop to the aspect ratio of ``shape`` and resize (antialiased) - as [CODE] resizes the data
-    to noise_shape * 2**(blocks-1)."""
-    h, w = frames.shape[-2:]
-    th, tw = shape
-    if h * tw > w * th:  # too tall
-        nh = round(w * th / tw)
-        top = (h - nh) // 2
-        frames = frames[..., top:top + nh, :]
-    else:
-        nw = round(h * tw / th)
-        left = (w - nw) // 2
-        frames = frames[..., :, left:left + nw]
-    return F.interpolate(frames, size=(th, tw), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
