@@ -70,7 +70,10 @@ def table(notebook: str) -> dict[str, dict[str, Any]]:
     """The PRESETS table of a registered notebook, checked for consistency."""
     if notebook not in NOTEBOOKS:
         raise ValueError(f"unknown notebook {notebook!r}; known notebooks: {', '.join(NOTEBOOKS)}")
-    presets = importlib.import_module(NOTEBOOKS[notebook]).PRESETS
+    module = importlib.import_module(NOTEBOOKS[notebook])
+    presets = getattr(module, "PRESETS", None)
+    if presets is None:
+        raise ValueError(f"{NOTEBOOKS[notebook]} defines no PRESETS table for {notebook}")
     validate_table(notebook, presets)
     return presets
 

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: execute every notebook with papermill on the default preset and write the report.
+#   ./run.sh                      -> runs/<timestamp>/{NN_name/, report.md}
+#   ./run.sh --preset smoke       -> any preset: smoke, cpu, gpu, paper (default: auto)
+#   ./run.sh --only 01_oasis      -> a subset
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/env.sh
+exec "$PY" -m nbsyn.reproduce "$@"

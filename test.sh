@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The tests: unit tests, then every notebook end to end with preset=smoke (papermill + nbval).
+#   ./test.sh                    -> everything
+#   ./test.sh tests/test_train.py -> any pytest arguments
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/env.sh
+export NBSYN_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
+if [ "$#" -eq 0 ]; then set -- -n 2 tests; fi
+exec "$PY" -m pytest "$@"
