@@ -323,6 +323,17 @@ class OASISDiscriminator(nn.Module):
         return self.to_logits(x)
 
 
+def build_generator(cfg, num_classes: int) -> OASISGenerator:
+    """The generator of a preset (``cfg`` maps the PRESETS keys)."""
+    return OASISGenerator(num_classes, cfg["z_dim"], cfg["channels_g"], cfg["num_res_blocks"], cfg["first_block"],
+                          cfg["spade_hidden"], cfg["norm"])
+
+
+def build_discriminator(cfg, num_classes: int) -> OASISDiscriminator:
+    """The OASIS discriminator of a preset: as many U-Net levels as the generator has blocks."""
+    return OASISDiscriminator(num_classes, cfg["channels_d"], cfg["num_res_blocks"])
+
+
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad)
 

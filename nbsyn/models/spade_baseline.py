@@ -35,7 +35,7 @@ class PatchDiscriminator(nn.Module):
             nf_prev, nf = nf, min(nf * 2, ndf * 8)
             stride = 1 if n == n_layers - 1 else 2
             layers.append(nn.Sequential(
-                spectral_norm(nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=2)),
+                spectral_norm(nn.Conv2d(nf_prev, nf, 4, stride=stride, padding=2, bias=False)),  # IN cancels a bias
                 nn.InstanceNorm2d(nf, affine=False),
                 nn.LeakyReLU(0.2),
             ))
@@ -68,6 +68,11 @@ class MultiScaleDiscriminator(nn.Module):
                 x = F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False)
             outputs.append(d(x))
         return outputs
+
+
+def build_baseline_discriminator(cfg, num_classes: int) -> MultiScaleDiscriminator:
+    """The SPADE-style discriminator of a preset (``ndf``, ``n_layers_d``, ``num_d``)."""
+    return MultiScaleDiscriminator(num_classes, cfg["ndf"], cfg["n_layers_d"], cfg["num_d"])
 
 
 def hinge_d_loss(out_real: list[list[torch.Tensor]], out_fake: list[list[torch.Tensor]]) -> torch.Tensor:

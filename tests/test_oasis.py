@@ -1,0 +1,334 @@
+"""OASIS (thesis ch. 4): losses on hand-computed cases, LabelMix, 3D noise, shapes, parameter counts."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from nbsyn.models import oasis
+from nbsyn.models.oasis import (
+    OASISDiscriminator, OASISGenerator, class_weights, count_parameters, d_loss, g_loss, labelmix,
+    labelmix_loss, labelmix_mask, one_hot, resample_noise, resample_noise_for_class, sample_noise,
+)
+from nbsyn.models.spade_baseline import (
+    MultiScaleDiscriminator, feature_matching_loss, hinge_d_loss, hinge_g_loss, make_baseline_step,
+)
+from nbsyn.nn.spade import SPADE
+
+# A 2x2 label map with N = 2 classes: three pixels of class 0, one of class 1.
+LABELS_2x2 = torch.tensor([[[0, 0], [0, 1]]])
+
+
+def logits_from_probs(probs):
+    """(H, W, N+1) probabilities -> (1, N+1, H, W) logits whose softmax gives them back."""
+    return torch.tensor(probs, dtype=torch.float64).log().permute(2, 0, 1)[None]
+
+
+# per-pixel probabilities over (class 0, class 1, fake) for the real image
+REAL_PROBS = [[[0.5, 0.25, 0.25], [0.25, 0.5, 0.25]],
+              [[0.8, 0.1, 0.1], [0.2, 0.4, 0.4]]]
+# -log p(true class): log 2, log 4, log 1.25 (class 0) and log 2.5 (class 1)
+CE_CLASS0 = [math.log(2), math.log(4), math.log(1.25)]
+CE_CLASS1 = [math.log(2.5)]
+FAKE_PROBS = [[[0.25, 0.25, 0.5]] * 2] * 2  # p(fake) = 0.5 everywhere -> -log = log 2
+
+
+def test_class_weights_eq_4_3_on_2x2():
+    # paper: alpha_c = H*W / E_t[n_c]: 4/3 for class 0, 4/1 for class 1
+    assert torch.allclose(class_weights(LABELS_2x2, 2, "paper"), torch.tensor([4 / 3, 4.0]))
+    # official code: divided by K = 2 classes present
+    assert torch.allclose(class_weights(LABELS_2x2, 2, "official"), torch.tensor([2 / 3, 2.0]))
+    assert torch.allclose(class_weights(LABELS_2x2, 2, "none"), torch.tensor([1.0, 1.0]))
+    # absent classes and the don't-care class get 0
+    assert torch.allclose(class_weights(LABELS_2x2, 3, "paper", dontcare=1), torch.tensor([4 / 3, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="class balancing"):
+        class_weights(LABELS_2x2, 2, "median")
+
+
+def test_class_weights_are_per_batch():
+    # E_t over a batch of two maps: class 1 has 1 + 4 = 5 of 8 pixels -> alpha_1 = 8 / 5
+    labels = torch.cat([LABELS_2x2, torch.ones(1, 2, 2, dtype=torch.long)])
+    assert torch.allclose(class_weights(labels, 2, "paper"), torch.tensor([8 / 3, 8 / 5]))
+
+
+def test_d_loss_eq_4_2_hand_computed():
+    real, fake = logits_from_probs(REAL_PROBS), logits_from_probs(FAKE_PROBS)
+    alpha = class_weights(LABELS_2x2, 2, "paper").double()
+    loss, parts = d_loss(real, fake, LABELS_2x2, alpha)
+    # Eq. 4.2 divided by H*W: (1/4) * [sum over pixels of alpha_c * CE] + mean fake CE
+    expected_real = (4 / 3 * sum(CE_CLASS0) + 4 * sum(CE_CLASS1)) / 4
+    assert parts["d_real"] == pytest.approx(expected_real, rel=1e-6)
+    assert parts["d_fake"] == pytest.approx(math.log(2), rel=1e-6)
+    assert loss.item() == pytest.approx(expected_real + math.log(2), rel=1e-6)
+    # the same number read as "sum over classes of each class's mean CE" (balancing at work)
+    assert expected_real == pytest.approx(sum(CE_CLASS0) / 3 + sum(CE_CLASS1) / 1)
+
+
+def test_official_normalisation_averages_over_present_classes():
+    real, fake = logits_from_probs(REAL_PROBS), logits_from_probs(FAKE_PROBS)
+    _, parts = d_loss(real, fake, LABELS_2x2, class_weights(LABELS_2x2, 2, "official").double())
+    assert parts["d_real"] == pytest.approx((sum(CE_CLASS0) / 3 + sum(CE_CLASS1)) / 2, rel=1e-6)
+    # unbalanced N+1 loss: plain mean CE over the 4 pixels
+    _, parts = d_loss(real, fake, LABELS_2x2, class_weights(LABELS_2x2, 2, "none").double())
+    assert parts["d_real"] == pytest.approx((sum(CE_CLASS0) + sum(CE_CLASS1)) / 4, rel=1e-6)
+
+
+def test_g_loss_eq_4_5_hand_computed():
+    # G is scored with the real-class CE of D on its *fake* image, with the same alpha_c
+    fake_logits = logits_from_probs(REAL_PROBS)
+    alpha = class_weights(LABELS_2x2, 2, "paper").double()
+    expected = (4 / 3 * sum(CE_CLASS0) + 4 * sum(CE_CLASS1)) / 4
+    assert g_loss(fake_logits, LABELS_2x2, alpha).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dontcare_pixels_do_not_count_in_real_term():
+    real, fake = logits_from_probs(REAL_PROBS), logits_from_probs(FAKE_PROBS)
+    alpha = class_weights(LABELS_2x2, 2, "paper", dontcare=1).double()
+    _, parts = d_loss(real, fake, LABELS_2x2, alpha)
+    assert parts["d_real"] == pytest.approx(4 / 3 * sum(CE_CLASS0) / 4, rel=1e-6)
+
+
+def test_d_segmentation_ignores_fake_channel():
+    logits = torch.tensor([[[[0.0]], [[1.0]], [[9.0]]]])  # fake channel largest
+    assert oasis.d_segmentation(logits).item() == 1
+
+
+def test_labelmix_mask_one_coin_per_class():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 5, (4, 8, 8), generator=gen)
+    seen = {c: set() for c in range(5)}
+    for _ in range(40):
+        mask = labelmix_mask(labels, gen)
+        assert mask.shape == (4, 1, 8, 8)
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+        for c in range(5):
+            values = mask[:, 0][labels == c].unique()
+            assert values.numel() == 1, f"class {c} got mixed coins {values.tolist()}"
+            seen[c].add(values.item())
+    assert all(v == {0.0, 1.0} for v in seen.values()), "every class should draw both real and fake"
+
+
+def test_labelmix_operator():
+    a, b = torch.full((1, 3, 2, 2), 1.0), torch.full((1, 3, 2, 2), -1.0)
+    mask = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    out = labelmix(a, b, mask)
+    assert torch.equal(out[0, 0], torch.tensor([[1.0, -1.0], [-1.0, 1.0]]))
+
+
+def test_labelmix_loss_eq_4_4():
+    mask = torch.tensor([[[[1.0, 0.0]]]])
+    real, fake = torch.tensor([[[[1.0, 2.0]]]]), torch.tensor([[[[3.0, 5.0]]]])
+    mixed = torch.tensor([[[[0.0, 0.0]]]])
+    # target = M*D(x) + (1-M)*D(x_hat) = [1, 5]; mean squared difference to [0, 0] = (1 + 25) / 2
+    assert labelmix_loss(mixed, real, fake, mask).item() == pytest.approx(13.0)
+
+
+def test_labelmix_consistency_is_zero_for_a_pixelwise_discriminator():
+    # a per-pixel D (1x1 conv) commutes with LabelMix, so Eq. 4.4 vanishes; a U-Net D does not
+    torch.manual_seed(0)
+    labels = torch.randint(0, 3, (2, 16, 16))
+    real, fake = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+    mask = labelmix_mask(labels, torch.Generator().manual_seed(1))
+    mixed = labelmix(real, fake, mask)
+    pixelwise = nn.Conv2d(3, 4, 1)
+    loss = labelmix_loss(pixelwise(mixed), pixelwise(real), pixelwise(fake), mask)
+    assert loss.item() < 1e-12
+    unet = OASISDiscriminator(3, channels=4, num_res_blocks=2)
+    nn.init.normal_(unet.to_logits.weight)  # the 0.02-gain init makes logits tiny; scale them up
+    assert labelmix_loss(unet(mixed), unet(real), unet(fake), mask).item() > 1e-6
+
+
+def test_global_noise_is_constant_over_pixels():
+    noise = sample_noise(2, 5, (4, 6), torch.Generator().manual_seed(0))
+    assert noise.shape == (2, 5, 4, 6)
+    assert torch.equal(noise, noise[:, :, :1, :1].expand_as(noise))
+    assert not torch.equal(noise[0], noise[1])
+
+
+def test_per_class_resampling_changes_only_that_class_region():
+    gen = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 4, (2, 8, 8), generator=gen)
+    noise = sample_noise(2, 6, (8, 8), gen)
+    new = resample_noise_for_class(noise, labels, 2, gen)
+    changed = (new != noise).any(dim=1)
+    assert torch.equal(changed, labels == 2)
+    assert ((new != noise).all(dim=1) == (labels == 2)).all()  # every channel changes inside
+    inside = new.permute(0, 2, 3, 1)[labels == 2]
+    for b in range(2):  # one new vector per image, constant over the region
+        region = new[b].permute(1, 2, 0)[labels[b] == 2]
+        assert torch.allclose(region, region[:1].expand_as(region))
+    assert inside.shape[1] == 6
+
+
+def test_resample_noise_checks_region_shape():
+    with pytest.raises(ValueError, match="region"):
+        resample_noise(torch.zeros(1, 4, 8, 8), torch.zeros(8, 8, dtype=torch.bool))
+
+
+def test_generator_shapes_and_noise_dependence():
+    torch.manual_seed(0)
+    G = OASISGenerator(5, z_dim=8, channels=4, num_res_blocks=3, spade_hidden=8).eval()
+    labels = one_hot(torch.randint(0, 5, (2, 16, 16)), 5)
+    noise = sample_noise(2, 8, (16, 16))
+    out = G(labels, noise)
+    assert out.shape == (2, 3, 16, 16) and out.abs().max() <= 1
+    assert torch.equal(out, G(labels, noise))  # deterministic given the noise
+    assert torch.equal(out, G(labels, noise[:, :, 0, 0]))  # a (B, M) vector is broadcast
+    assert not torch.allclose(out, G(labels, sample_noise(2, 8, (16, 16))))
+
+
+def test_generator_rejects_bad_input():
+    G = OASISGenerator(5, z_dim=8, channels=4, num_res_blocks=3, spade_hidden=8)
+    with pytest.raises(ValueError, match="one-hot"):
+        G(torch.zeros(1, 4, 16, 16))
+    with pytest.raises(ValueError, match="divisible"):
+        G(torch.zeros(1, 5, 18, 18))
+    with pytest.raises(ValueError, match="noise"):
+        G(torch.zeros(1, 5, 16, 16), torch.zeros(1, 7, 16, 16))
+    with pytest.raises(ValueError, match=r"\[0, 4\]"):
+        one_hot(torch.full((1, 4, 4), 5), 5)
+
+
+def test_discriminator_outputs_n_plus_one_logits_at_full_resolution():
+    D = OASISDiscriminator(5, channels=4, num_res_blocks=3)
+    assert D(torch.zeros(2, 3, 16, 24)).shape == (2, 6, 16, 24)
+    with pytest.raises(ValueError, match="divisible"):
+        D(torch.zeros(1, 3, 12, 12))
+
+
+def test_spade_reduces_to_plain_norm_when_gamma_beta_vanish():
+    torch.manual_seed(0)
+    layer = SPADE(4, 3, hidden=8).train()
+    for conv in (layer.gamma, layer.beta):
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    x, seg = torch.randn(2, 4, 8, 8), torch.rand(2, 3, 4, 4)
+    assert torch.allclose(layer(x, seg), nn.functional.batch_norm(x, None, None, training=True), atol=1e-6)
+    nn.init.ones_(layer.beta.bias)
+    assert torch.allclose(layer(x, seg) - 1, nn.functional.batch_norm(x, None, None, training=True), atol=1e-6)
+
+
+def test_parameter_counts_at_paper_settings():
+    cfg = oasis.PRESETS["paper"]
+    n = oasis.PAPER_DATASETS["ade20k"]["num_classes"]  # 151 = 150 classes + "other"
+    assert (cfg["image_size"], cfg["num_res_blocks"], cfg["channels_g"]) == (256, 6, 64)
+    G96 = OASISGenerator(n, z_dim=0, channels=cfg["channels_g"], num_res_blocks=cfg["num_res_blocks"],
+                         first_block=True, spade_hidden=cfg["spade_hidden"])
+    with_first = count_parameters(G96)
+    without_first = with_first - count_parameters(G96.extra_block)
+    assert 95.5e6 < with_first < 97.0e6  # "96M" (L1095)
+    assert 72.0e6 < without_first < 73.0e6  # "72M" (L1095)
+    del G96
+    D = oasis.build_discriminator(cfg, n)
+    assert 21.8e6 < count_parameters(D) < 22.8e6  # ~22M: OASIS's 94M (Table 4.1) = G 72M + D 22M
+    # the 64 noise channels add to the first conv and to the 16 SPADE embedding convs
+    spade_layers = 2 * 2 + 3 * 4
+    assert oasis.generator_channels(64, 6) == [1024, 1024, 1024, 512, 256, 128, 64]
+    extra_for_noise = 64 * 9 * (1024 + 128 * spade_layers)
+    assert extra_for_noise == pytest.approx(1.77e6, rel=0.01)
+
+
+def _tiny_pair(num_classes=4):
+    G = OASISGenerator(num_classes, z_dim=4, channels=4, num_res_blocks=2, spade_hidden=8)
+    D = OASISDiscriminator(num_classes, channels=4, num_res_blocks=2)
+    return G, D
+
+
+def _cancelled_by_batchnorm(G, param, labels, noise):
+    """True if shifting ``param`` leaves G's train-mode output unchanged (a bias right before BN)."""
+    for m in G.modules():  # batch statistics on, but no spectral-norm power iteration between calls
+        if type(m).__name__ == "_SpectralNorm":
+            m.eval()
+    with torch.no_grad():
+        before = G(labels, noise)
+        param.add_(1.0)
+        after = G(labels, noise)
+        param.sub_(1.0)
+    return torch.allclose(before, after, atol=1e-9)
+
+
+def test_gradients_reach_every_trainable_parameter():
+    torch.manual_seed(0)
+    G, D = _tiny_pair()
+    G, D = G.double(), D.double()
+    labels = torch.randint(0, 4, (2, 8, 8))
+    onehot, noise = one_hot(labels, 4).double(), sample_noise(2, 4, (8, 8)).double()
+    real = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 2 - 1
+    alpha = class_weights(labels, 4).double()
+    g_loss(D(G(onehot, noise)), labels, alpha).backward()
+    no_grad = [n for n, p in G.named_parameters() if p.grad is None or p.grad.abs().max() < 1e-14]
+    # the only exceptions are per-channel biases that a batch norm subtracts again (as in the
+    # official code): the output provably does not depend on them, and no weight is among them
+    assert all(n.endswith("bias") for n in no_grad), no_grad
+    params = dict(G.named_parameters())
+    assert all(_cancelled_by_batchnorm(G, params[n], onehot, noise) for n in no_grad)
+    assert not _cancelled_by_batchnorm(G, params["to_rgb.bias"], onehot, noise)
+    D.zero_grad()
+    fake = G(onehot, noise).detach()
+    mask = labelmix_mask(labels, torch.Generator().manual_seed(0)).double()
+    loss, _ = d_loss(D(real), D(fake), labels, alpha)
+    (loss + labelmix_loss(D(labelmix(real, fake, mask)), D(real), D(fake), mask)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in D.parameters())
+
+
+def test_baseline_gradients_and_losses():
+    torch.manual_seed(0)
+    G = OASISGenerator(4, z_dim=4, channels=4, num_res_blocks=2, spade_hidden=8)
+    D = MultiScaleDiscriminator(4, ndf=4, n_layers=2, num_d=2)
+    labels = one_hot(torch.randint(0, 4, (2, 16, 16)), 4)
+    real = torch.rand(2, 3, 16, 16) * 2 - 1
+    out_fake, out_real = D(G(labels), labels), D(real, labels)
+    assert len(out_fake) == 2 and out_fake[1][-1].shape[-1] < out_fake[0][-1].shape[-1]
+    (hinge_g_loss(out_fake) + 10 * feature_matching_loss(out_real, out_fake)).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+    D.zero_grad()
+    hinge_d_loss(D(real, labels), D(G(labels).detach(), labels)).backward()
+    assert all(p.grad is not None for p in D.parameters())
+    # (the final biases may get exactly 0: d/db of mean relu(1 - b..) + mean relu(1 + b..) = -1 + 1)
+    assert all(p.grad.abs().sum() > 0 for n, p in D.named_parameters() if not n.endswith("bias"))
+    # hinge values on known scores: relu(1 - 2) + relu(1 + 0.5) = 1.5
+    scores_real, scores_fake = [[torch.full((1, 1, 2, 2), 2.0)]], [[torch.full((1, 1, 2, 2), 0.5)]]
+    assert hinge_d_loss(scores_real, scores_fake).item() == pytest.approx(1.5)
+    assert hinge_g_loss(scores_fake).item() == pytest.approx(-0.5)
+
+
+def _run_steps(step_factory, seed, steps=3):
+    torch.manual_seed(seed)
+    G, D = _tiny_pair()
+    if step_factory is make_baseline_step:
+        D = MultiScaleDiscriminator(4, ndf=4, n_layers=2, num_d=2)
+    opt_g = torch.optim.Adam(G.parameters(), 1e-4, betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), 4e-4, betas=(0.0, 0.999))
+    data_gen = torch.Generator().manual_seed(seed)
+    images, labels = torch.rand(8, 3, 16, 16) * 2 - 1, torch.randint(0, 4, (8, 16, 16), generator=data_gen)
+
+    def batch():
+        idx = torch.randint(0, 8, (2,), generator=data_gen)
+        return images[idx], labels[idx]
+
+    step = step_factory(G, D, opt_g, opt_d, batch, noise_generator=torch.Generator().manual_seed(seed))
+    return [step(i) for i in range(steps)], G
+
+
+def test_train_step_is_deterministic_and_updates_the_generator():
+    logs_a, G_a = _run_steps(oasis.make_train_step, 0)
+    logs_b, G_b = _run_steps(oasis.make_train_step, 0)
+    assert logs_a == logs_b
+    assert {"loss_g", "loss_d", "d_real", "d_fake", "labelmix"} <= set(logs_a[0])
+    torch.manual_seed(0)
+    G0, _ = _tiny_pair()
+    assert any(not torch.equal(p, q) for p, q in zip(G0.parameters(), G_a.parameters()))
+    logs_base, _ = _run_steps(make_baseline_step, 0)
+    assert {"loss_g", "loss_d", "g_adv", "g_fm"} <= set(logs_base[0])
+
+
+def test_presets_and_paper_settings():
+    for name, table in oasis.PRESETS.items():
+        size = table["image_size"]
+        assert size % 2 ** table["num_res_blocks"] == 0, name  # D halves the image num_res_blocks times
+    city = oasis.paper_settings("cityscapes")
+    assert city["image_size"] == (256, 512) and city["batch_size"] == 20
+    assert oasis.paper_settings("cocostuff")["lambda_labelmix"] == 10.0  # L1121
+    with pytest.raises(ValueError, match="ade20k"):
+        oasis.paper_settings("lvis")
