@@ -173,3 +173,159 @@ def test_fake_term_pushes_towards_the_fake_class():
     logits2 = torch.zeros(1, 2, 3, requires_grad=True)
     (-torch.log1p(-torch.softmax(logits2, -1)[..., 2])).sum().backward()
     assert (logits2.grad[..., 2] > 0).all()
+
+
+# --- the model: generator, discriminator, training step --------------------------------------
+
+from nbsyn.models import sivgan  # noqa: E402
+from nbsyn.presets import resolve  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def smoke_cfg():
+    return resolve("03_osmis", "smoke")
+
+
+def tiny_pair(cfg, n_classes=3, seed=0):
+    h, w = sivgan.image_shape(cfg)
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.zeros(1, h, w, dtype=torch.long)
+    labels[:, h // 4:h // 2, w // 4:w // 2] = 1
+    labels[:, -h // 4:, -w // 3:] = 2
+    image = torch.rand(1, 3, h, w, generator=g) * 2 - 1
+    return image, labels[:, :, :] % n_classes
+
+
+def test_presets_table_is_valid_and_paper_values():
+    from nbsyn.presets import table
+
+    presets = table("03_osmis")
+    paper = presets["paper"]
+    assert paper["num_low"] == 4 and paper["p0"] == 15_000 and paper["ema_decay"] == 0.9999
+    assert paper["batch_size"] == 5 and paper["lambda_dr"] == 0.15 and paper["lr_g"] == paper["lr_d"] == 2e-4
+    assert sivgan.image_shape(paper) == (384, 640)  # DAVIS at 640x384 [L1756]
+    with pytest.raises(ValueError, match="unknown override"):
+        resolve("03_osmis", "smoke", p00=3)
+
+
+def test_generator_makes_images_and_valid_one_hot_masks(smoke_cfg):
+    g = osmis.build_generator(smoke_cfg, 4)
+    out = g(g.sample_z(3, torch.Generator().manual_seed(0)))
+    h, w = sivgan.image_shape(smoke_cfg)
+    assert out.image.shape == (3, 3, h, w) and out.soft_mask.shape == (3, 4, h, w)
+    assert torch.allclose(out.soft_mask.sum(1), torch.ones(3, h, w), atol=1e-5)
+    hard = osmis.mask_argmax(out.soft_mask)
+    assert set(hard.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(hard.sum(1), torch.ones(3, h, w))
+    assert torch.equal(hard.argmax(1), out.soft_mask.argmax(1))
+
+
+def test_mask_head_adds_exactly_a_3x3_conv_to_sivgan_generator(smoke_cfg):
+    g = osmis.build_generator(smoke_cfg, 4)
+    base = sivgan.build_generator(smoke_cfg)
+    c_last = base.channels[-1]
+    assert sivgan.count_parameters(g) - sivgan.count_parameters(base) == c_last * 4 * 9 + 4
+
+
+def test_paper_osmis_parameter_counts_follow_sivgan():
+    paper = resolve("03_osmis", "paper")
+    n = 3  # background + 2 objects
+    g = osmis.build_generator(paper, n)
+    base_g = sivgan.build_generator(paper)
+    assert g.num_blocks == 8 and g.channels[-1] == 32  # 3x5 -> 384x640, widths 32 x [8,...,1]
+    assert sivgan.count_parameters(g) == sivgan.count_parameters(base_g) + 32 * n * 9 + n
+    d = osmis.build_discriminator(paper, n)
+    base_d = sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4, base_channels=32)
+    # MCA only widens the content heads from 1 to N+1 outputs: 3 blocks of C=256 channels
+    assert d.num_low == 4 and len(d.content) == 3
+    assert sivgan.count_parameters(d) - sivgan.count_parameters(base_d) == 3 * (256 * n + n)
+    concat = osmis.build_discriminator(paper, n, "concat")
+    # concatenation widens the first conv, its shortcut and the fromRGB convs by N input channels
+    assert sivgan.count_parameters(concat) > sivgan.count_parameters(base_d)
+
+
+def test_object_branch_logits_and_mask_dependence(smoke_cfg):
+    torch.manual_seed(0)
+    d = osmis.build_discriminator(smoke_cfg, 3).eval()  # eval: spectral norm stops its power iteration
+    image, labels = tiny_pair(smoke_cfg)
+    mask = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    out = d(image, mask)
+    assert len(out.objects) == smoke_cfg["d_blocks"] - smoke_cfg["num_low"]
+    assert all(lg.shape == (1, 3, 4) for lg in out.objects)
+    assert out.content == [] and len(out.layout) == len(out.objects)
+    swapped = d(image, mask[:, [0, 2, 1]])
+    assert not torch.allclose(out.objects[-1], swapped.objects[-1])
+    assert torch.allclose(out.low[-1], swapped.low[-1])  # the trunk does not see the mask
+    with pytest.raises(ValueError, match="needs the mask"):
+        d(image)
+    with pytest.raises(ValueError, match="mask supervision"):
+        osmis.build_discriminator(smoke_cfg, 3, "projection")
+
+
+def test_concat_discriminator_sees_the_mask_in_its_trunk(smoke_cfg):
+    torch.manual_seed(0)
+    d = osmis.build_discriminator(smoke_cfg, 3, "concat").eval()
+    image, labels = tiny_pair(smoke_cfg)
+    mask = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    assert not torch.allclose(d(image, mask).low[0], d(image, mask[:, [0, 2, 1]]).low[0])
+
+
+@pytest.mark.parametrize("supervision,reaches_mask", [("mca", True), ("concat", True), ("none", False)])
+def test_generator_loss_reaches_mask_head_only_with_mask_supervision(smoke_cfg, supervision, reaches_mask):
+    image, labels = tiny_pair(smoke_cfg)
+    model = osmis.OSMIS(smoke_cfg, image, labels, 3, supervision=supervision)
+    out, levels, hard = model.generate(iteration=10**6)  # after warm-up: argmax
+    levels, mask = model.augment(levels, hard)
+    d_out = model.D(levels, mask)
+    loss, _ = osmis.discriminator_loss_parts(d_out, True, osmis.class_balance_weights(mask), generator_step=True)
+    loss.backward()
+    grad = model.G.mask_head.conv.weight.grad
+    assert (grad is not None and grad.abs().sum() > 0) == reaches_mask
+
+
+def test_training_steps_are_finite_and_deterministic(smoke_cfg):
+    image, labels = tiny_pair(smoke_cfg)
+
+    def run():
+        model = osmis.OSMIS(smoke_cfg, image, labels, 3, seed=1)
+        logs = [model.step(i) for i in range(3)]
+        return logs, model.sample(4, seed=0)
+
+    logs1, (img1, lab1) = run()
+    logs2, (img2, lab2) = run()
+    assert all(math.isfinite(v) for log in logs1 for v in log.values())
+    assert "d_object" in logs1[0] and 0 <= logs1[0]["background_fraction"] <= 1
+    assert logs1 == logs2 and torch.equal(img1, img2) and torch.equal(lab1, lab2)
+    assert img1.shape == (4, 3, *sivgan.image_shape(smoke_cfg)) and lab1.max() < 3
+
+
+def test_bad_training_pairs_are_rejected(smoke_cfg):
+    image, labels = tiny_pair(smoke_cfg)
+    with pytest.raises(ValueError, match="outside"):
+        osmis.OSMIS(smoke_cfg, image, labels + 5, 3)
+    with pytest.raises(ValueError, match="generator makes"):
+        osmis.OSMIS(smoke_cfg, image[..., :-2], labels[..., :-2], 3)
+
+
+def test_scene_crops_and_dataset_strings():
+    data = osmis.scene_crops((16, 24), heldout=3, seed=0)
+    assert data.image.shape == (3, 16, 24) and data.heldout_images.shape == (3, 3, 16, 24)
+    assert data.class_names == ["background", "tree", "rock", "water"]
+    assert all((data.labels == k).any() for k in range(4))
+    assert not torch.equal(data.heldout_labels[0], data.labels)  # another view of the scene
+    with pytest.raises(ValueError, match="H x 1.5H"):
+        osmis.scene_crops((16, 16), 2)
+    with pytest.raises(ValueError, match="unknown dataset"):
+        osmis.load_oneshot("cityscapes", (16, 24), 2)
+    with pytest.raises(ValueError, match="davis17:<DAVIS root>:<video>"):
+        osmis.load_oneshot("davis17:", (16, 24), 2)
+
+
+def test_davis_dataset_string_uses_first_frame_and_later_frames():
+    from pathlib import Path
+
+    root = Path(__file__).parent / "fixtures" / "davis17" / "DAVIS"
+    data = osmis.load_oneshot(f"davis17:{root}:cows", (16, 24), heldout=2)
+    assert data.class_names == ["background", "cows object 1", "cows object 2"]
+    assert data.heldout_labels.shape == (2, 16, 24)
+    assert not torch.equal(data.heldout_labels[0], data.labels)  # the object moved

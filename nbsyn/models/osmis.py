@@ -198,3 +198,501 @@ def object_loss_generator(logits: torch.Tensor, alpha: torch.Tensor) -> torch.Te
     """G's object loss (not written in the text; official code): each generated region i should be
     classified as identity i, weighted by Eq. 6.6 computed on the generated mask."""
     return object_loss_real(logits, alpha)
+
+
+# ---------------------------------------------------------------------------------------------
+# The OSMIS generator and discriminator: SIV-GAN's classes plus the two additions
+# ---------------------------------------------------------------------------------------------
+
+from dataclasses import dataclass  # noqa: E402
+
+from nbsyn.models import sivgan  # noqa: E402
+from nbsyn.nn.heads import MultiHeadD, per_block_bce, sn  # noqa: E402
+
+MASK_SUPERVISIONS = ("mca", "concat", "none")  # Table 6.3: MCA (ours), input concatenation, none
+
+
+@dataclass
+class OSMISOutput(sivgan.GeneratorOutput):
+    """SIV-GAN's generator output plus ``soft_mask``: the (B, N, H, W) softmax map y of [L1711]."""
+
+    soft_mask: torch.Tensor | None = None
+
+
+class OSMISGenerator(sivgan.Generator):
+    """SIV-GAN's generator with the mask synthesis branch on the features of its last block [L1711].
+
+    The mask head sees the same LeakyReLU(last features) as the last RGB head; ``mask_spectral``
+    spectrally normalises it (the official code does not).
+    """
+
+    def __init__(self, num_classes: int, mask_spectral: bool = False, **generator_kwargs):
+        super().__init__(**generator_kwargs)
+        self.num_classes = num_classes
+        self.mask_head = MaskHead(self.channels[-1], num_classes, spectral_norm=mask_spectral)
+        sivgan._init_weights(self.mask_head)
+
+    def forward(self, z: torch.Tensor) -> OSMISOutput:
+        out = super().forward(z)
+        soft = self.mask_head(F.leaky_relu(out.last_features, 0.2))
+        return OSMISOutput(images=out.images, features=out.features, last_features=out.last_features,
+                           soft_mask=soft)
+
+
+class ClassHead(nn.Module):
+    """A 1x1 (spectral-norm) convolution from features to ``num_outputs`` logits (N identities + fake)."""
+
+    def __init__(self, in_channels: int, num_outputs: int, spectral: bool = True):
+        super().__init__()
+        self.conv = sn(nn.Conv2d(in_channels, num_outputs, kernel_size=1), spectral)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.conv(h)
+
+
+@dataclass
+class OSMISDOutput(sivgan.DOutput):
+    """SIV-GAN's per-part logits plus ``objects``: per object-branch block, (B, N, N+1) logits."""
+
+    objects: list[torch.Tensor] | None = None
+
+
+class OSMISDiscriminator(sivgan.ContentLayoutDiscriminator):
+    """SIV-GAN's content-layout discriminator, given the mask in one of three ways (Table 6.3).
+
+    * ``"mca"`` (OSMIS): the content branch becomes D_object. Its blocks (SIV-GAN's 1x1 content blocks)
+      process the N masked content vectors of Eq. 6.4 as a batch of B*N, and every block ends in an
+      (N+1)-way head instead of a real/fake head [L1723-1741]. Low-level and layout parts unchanged.
+    * ``"concat"``: the one-hot mask is concatenated to the image at every MSG scale [L1798]; all of
+      SIV-GAN is unchanged otherwise.
+    * ``"none"``: plain SIV-GAN; the mask is ignored (the "None" row of Table 6.3).
+
+    ``branch_width`` multiplies the channels after the low-level part ([CODE] doubles them with masks).
+    """
+
+    def __init__(self, num_classes: int, supervision: str = "mca", num_blocks: int = 7, num_low: int = 4,
+                 base_channels: int = 32, branch_width: int = 1, layout_squeeze: str = "conv1x1",
+                 mca_normalize: str = "map", spectral: bool = True):
+        if supervision not in MASK_SUPERVISIONS:
+            raise ValueError(f"unknown mask supervision {supervision!r}; choose one of {', '.join(MASK_SUPERVISIONS)}")
+        channels = [m * base_channels for m in sivgan.D_MULTIPLIERS[:num_blocks]]
+        channels = channels[:num_low] + [c * branch_width for c in channels[num_low:]]
+        in_channels = 3 + num_classes if supervision == "concat" else 3
+        super().__init__(in_channels=in_channels, num_blocks=num_blocks, num_low=num_low, channels=channels,
+                         branches="content_layout", layout_squeeze=layout_squeeze, spectral=spectral)
+        self.num_classes, self.supervision, self.mca_normalize = num_classes, supervision, mca_normalize
+        if supervision == "mca":  # D_object: same blocks as D_content, (N+1)-way heads
+            branch_ch = [channels[num_low - 1]] + channels[num_low:]
+            self.content.heads = nn.ModuleList(ClassHead(c, num_classes + 1, spectral) for c in branch_ch[1:])
+            sivgan._init_weights(self.content.heads)
+
+    def _levels(self, images, mask: torch.Tensor | None) -> list[torch.Tensor]:
+        levels = sivgan.image_pyramid(images, self.num_low) if torch.is_tensor(images) else list(images)
+        if self.supervision == "concat":  # the mask, resized by nearest neighbour, joins every scale
+            levels = [torch.cat([x, resize_mask(mask, x.shape[-2:])], dim=1) for x in levels]
+        return levels
+
+    def object_branch(self, features: torch.Tensor, mask: torch.Tensor, augment: bool = False, p: float = 0.4,
+                      generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """D_object(MCA(x, y)) at every block: a list of (B, N, N+1) logits."""
+        vectors = masked_content_attention(features, mask, self.mca_normalize)  # (B, N, C), Eq. 6.4
+        if augment:  # content FA on the background vector only ([CODE]; the text does not say)
+            background = sivgan.content_feature_augmentation(vectors[:, 0, :, None, None], p, generator)
+            vectors = torch.cat([background[:, None, :, 0, 0], vectors[:, 1:]], dim=1)
+        b, n, c = vectors.shape
+        logits, _ = self.content(vectors.reshape(b * n, c, 1, 1))
+        return [lg.view(b, n, -1) for lg in logits]
+
+    def forward(self, images, mask: torch.Tensor | None = None, augment: bool = False, p_fa: float = 0.4,
+                generator: torch.Generator | None = None) -> OSMISDOutput:
+        """``images``: a batch or MSG list (fine -> coarse); ``mask``: (B, N, H, W) one-hot (hard) mask."""
+        if self.supervision != "none" and mask is None:
+            raise ValueError(f"the {self.supervision!r} discriminator needs the mask")
+        features, low = self.low_level(self._levels(images, mask))
+        out = OSMISDOutput(low=low, features=features)
+        if self.supervision == "mca":
+            out.objects = self.object_branch(features, mask, augment, p_fa, generator)
+        else:
+            out.content = self.content_branch(features, augment, p_fa, generator)
+        out.layout = self.layout_branch(features, augment, p_fa, generator)
+        return out
+
+
+def discriminator_loss_parts(out: OSMISDOutput, real: bool, alpha: torch.Tensor | None,
+                             normalisation: str = "paper", generator_step: bool = False):
+    """Eq. 6.1 with the content term replaced by Eq. 6.5 when D has an object branch.
+
+    Low-level and layout (and content, without MCA) use SIV-GAN's :func:`sivgan.adversarial_loss`. The
+    object term is the mean over object-branch blocks (Eq. 5.1) of: the alpha-weighted identity loss for
+    real pairs, the "fake" cross-entropy for generated pairs (D step), or the identity loss on generated
+    pairs (G step). With ``normalisation="official"`` its weight is 0.5 / N_D per block, as for D_content.
+    Returns (loss, logs).
+    """
+    total, logs = sivgan.adversarial_loss(out, real, normalisation)
+    if out.objects:
+        if real or generator_step:
+            per_block = [object_loss_real(lg, alpha) for lg in out.objects]
+        else:
+            per_block = [object_loss_fake(lg) for lg in out.objects]
+        stacked = torch.stack(per_block)
+        if normalisation == "paper":
+            obj = stacked.mean()
+        else:
+            n_d = len(out.low) + len(out.objects)
+            obj = 0.5 * stacked.sum() / n_d
+        total = total + obj
+        logs["object"] = float(stacked.mean().detach())
+    return total, logs
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets
+# ---------------------------------------------------------------------------------------------
+
+_PAPER = dict(
+    sivgan.PRESETS["paper"],
+    seed=22,  # [CODE]
+    iterations=150_000,  # not stated in the text [B.10]; the official README example uses 150k
+    image_size=384,  # DAVIS at 640x384 [L1756]
+    dataset="davis17",  # DAVIS-17 val first frames [L1756]: data_scripts/prepare_davis17_first_frames.py
+    noise_shape=(3, 5),  # 3x5 -> 384x640 with 8 G blocks [L1458, CODE]
+    num_low=4,  # N_low-level = 4 for OSMIS [L1800]
+    supervision="mca",  # masked content attention [L1723]
+    p0=15_000,  # Bernoulli warm-up iterations [L1749]
+    warmup_sampling="bernoulli",  # Eq. 6.3 ("bernoulli" per channel as [CODE]; or "categorical")
+    mca_normalize="map",  # Eq. 6.4 AvgPool over the whole map ([CODE]); "area" = masked mean
+    branch_width=1,  # the text follows SIV-GAN; [CODE] doubles the branch widths with masks
+    ema_decay=0.9999,  # [L1749]
+    p_da=0.7,  # DA of images and masks [L1749, L1460]
+    n_eval_samples=100,  # 100 generated pairs for metrics and the synthetic pool [L1835]
+    filter_fraction=0.15,  # drop the 15 % worst samples by SIFID rank [L1835]
+    seg_steps=500,  # "500 epochs" of the mIoU U-Net [L1760]; [CODE] 500 iterations
+    seg_seeds=5,  # 5 runs with different augmentation seeds [L1847]
+    heldout=30,  # held-out frames / crops for the downstream test
+    arms=("mca", "concat", "none"),  # Table 6.3 rows we build (projection and SemanticGAN D_m: not built)
+)
+
+PRESETS = {
+    "paper": _PAPER,
+    "gpu": {**_PAPER, "iterations": 20_000, "image_size": 64, "dataset": "scenes", "time_budget_s": 1200,
+            "noise_shape": (4, 6), "d_blocks": 6, "num_low": 3, "p0": 3000, "lambda_dr": 1.75,
+            "ema_decay": 0.999},
+    # cpu: SIV-GAN's cpu scale (32x48 from a 4x6 map; notebook 02) with the paper's method; P_0 is scaled
+    # to about 15 % of the run (specs B.9) and lambda_dr = 1.75 is the paper's lambda in the official
+    # code's normalisation (notebook 02). time_budget_s is per GAN arm.
+    "cpu": {**_PAPER, "seed": 0, "iterations": 1500, "image_size": 32, "dataset": "scenes", "time_budget_s": 200,
+            "noise_shape": (4, 6), "g_base_channels": 8, "d_base_channels": 16, "d_blocks": 5, "num_low": 2,
+            "lambda_dr": 1.75, "p0": 225, "ema_decay": 0.99, "n_eval_samples": 60, "seg_steps": 300,
+            "seg_seeds": 3, "heldout": 24, "arms": ("mca", "concat")},
+    "smoke": {**_PAPER, "seed": 0, "iterations": 4, "image_size": 16, "dataset": "scenes", "time_budget_s": 20,
+              "noise_shape": (2, 3), "g_base_channels": 4, "d_base_channels": 4, "d_blocks": 4, "num_low": 2,
+              "lambda_dr": 1.75, "p0": 2, "ema_decay": 0.9, "n_eval_samples": 8, "seg_steps": 3,
+              "seg_seeds": 2, "heldout": 4, "arms": ("mca", "concat")},
+}
+
+
+def build_generator(cfg, num_classes: int) -> OSMISGenerator:
+    blocks = sivgan.generator_blocks_for(cfg["image_size"], cfg["noise_shape"][0])
+    return OSMISGenerator(num_classes, z_dim=cfg["z_dim"], noise_shape=cfg["noise_shape"], num_blocks=blocks,
+                          base_channels=cfg["g_base_channels"])
+
+
+def build_discriminator(cfg, num_classes: int, supervision: str | None = None) -> OSMISDiscriminator:
+    return OSMISDiscriminator(num_classes, supervision or cfg["supervision"], num_blocks=cfg["d_blocks"],
+                              num_low=cfg["num_low"], base_channels=cfg["d_base_channels"],
+                              branch_width=cfg["branch_width"], layout_squeeze=cfg["layout_squeeze"],
+                              mca_normalize=cfg["mca_normalize"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Training: one image-mask pair, SIV-GAN's loop with the mask added
+# ---------------------------------------------------------------------------------------------
+
+
+def check_pair(images: torch.Tensor, labels: torch.Tensor, num_classes: int, shape: tuple[int, int]) -> None:
+    """The training pair(s): (N, 3, H, W) images in [-1, 1] and (N, H, W) ids in [0, num_classes)."""
+    from nbsyn.data import check_labels
+
+    sivgan.check_frames(images, shape)
+    check_labels(labels, num_classes)
+    if labels.shape[0] != images.shape[0] or tuple(labels.shape[-2:]) != tuple(shape):
+        raise ValueError(f"labels {tuple(labels.shape)} do not match images {tuple(images.shape)}")
+
+
+class OSMIS:
+    """Generator + discriminator + optimisers + EMA for one image-mask pair, and one iteration (:meth:`step`).
+
+    ``supervision`` picks the discriminator of Table 6.3 ("mca" = OSMIS, "concat", "none").
+    ``warmup=False`` switches off the sampling phase of Eq. 6.3 (an ablation). The loop is SIV-GAN's
+    (notebook 02): a G step, then a D step on DA(real) + FA against a fresh DA(fake); DA moves the mask
+    with the image (geometric ops, nearest resampling) [L1749].
+    """
+
+    def __init__(self, cfg, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+                 device: torch.device | str = "cpu", supervision: str | None = None, seed: int | None = None,
+                 lambda_dr: float | None = None, warmup: bool = True):
+        from nbsyn.train import EMA
+
+        self.cfg, self.device = cfg, torch.device(device)
+        if images.dim() == 3:
+            images, labels = images[None], labels[None]
+        self.shape = sivgan.image_shape(cfg)
+        check_pair(images, labels, num_classes, self.shape)
+        self.num_classes = num_classes
+        self.images = images.to(self.device)
+        self.masks = F.one_hot(labels.long(), num_classes).permute(0, 3, 1, 2).float().to(self.device)
+        self.supervision = supervision or cfg["supervision"]
+        self.lambda_dr = cfg["lambda_dr"] if lambda_dr is None else lambda_dr
+        self.normalisation, self.warmup = cfg["normalisation"], warmup
+        seed = cfg["seed"] if seed is None else seed
+        torch.manual_seed(seed)
+        self.G = build_generator(cfg, num_classes).to(self.device)
+        self.D = build_discriminator(cfg, num_classes, self.supervision).to(self.device)
+        self.ema = EMA(self.G, cfg["ema_decay"])
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg["lr_g"], betas=tuple(cfg["betas"]))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg["lr_d"], betas=tuple(cfg["betas"]))
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def objects(self) -> dict:
+        return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d}
+
+    def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.randint(len(self.images), (self.cfg["batch_size"],), generator=self.rng)
+        return self.images[idx], self.masks[idx]
+
+    def augment(self, levels: list[torch.Tensor], mask: torch.Tensor):
+        """DA: one transform for every MSG level and the mask [L1749]."""
+        return sivgan.diff_augment(levels, policy=self.cfg["da_policy"], p=self.cfg["p_da"], generator=self.rng,
+                                   masks=mask)
+
+    def generate(self, iteration: int):
+        """A fresh generated batch: MSG images (fine -> coarse) and the hard mask of Eq. 6.2/6.3."""
+        out = self.G(self.G.sample_z(self.cfg["batch_size"], self.rng, self.device))
+        warm = self.warmup and in_warmup(iteration, self.cfg["p0"])
+        hard = mask_argmax(out.soft_mask, warmup=warm, sampling=self.cfg["warmup_sampling"], generator=self.rng)
+        return out, out.images[::-1][: self.D.num_low], hard
+
+    def step(self, iteration: int = 0) -> dict[str, float]:
+        # --- G step: fool every head; each generated region should be classified as its own identity
+        self.G.train()
+        out, levels, hard = self.generate(iteration)
+        levels, mask = self.augment(levels, hard)
+        d_fake = self.D(levels, mask)
+        g_adv, _ = discriminator_loss_parts(d_fake, real=True, alpha=class_balance_weights(mask),
+                                            normalisation=self.normalisation, generator_step=True)
+        dr = sivgan.diversity_regularisation(out.features, self.normalisation)
+        g_loss = g_adv - self.lambda_dr * dr  # Eq. 5.4 / 6.1 with the DR of SIV-GAN
+        self.opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        self.opt_g.step()
+        self.ema.update(self.G)
+        # --- D step: DA(real pair) with FA against a fresh DA(generated pair)
+        real, real_mask = self.real_batch()
+        real_levels, real_mask = self.augment(sivgan.image_pyramid(real, self.D.num_low), real_mask)
+        d_real = self.D(real_levels, real_mask, augment=True, p_fa=self.cfg["p_fa"], generator=self.rng)
+        with torch.no_grad():
+            _, fake_levels, fake_mask = self.generate(iteration)
+        fake_levels, fake_mask = self.augment(fake_levels, fake_mask)
+        d_fake = self.D(fake_levels, fake_mask)
+        loss_real, parts_real = discriminator_loss_parts(d_real, True, class_balance_weights(real_mask),
+                                                         self.normalisation)
+        loss_fake, parts_fake = discriminator_loss_parts(d_fake, False, None, self.normalisation)
+        d_loss = loss_real + loss_fake
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        hard_ids = hard.detach().argmax(1)
+        logs = {"g_adv": float(g_adv.detach()), "dr": float(dr.detach()), "d_loss": float(d_loss.detach()),
+                "background_fraction": float((hard_ids == 0).float().mean())}
+        for name in parts_real:
+            logs[f"d_{name}"] = parts_real[name] + parts_fake[name]
+        return logs
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int = 0, ema: bool = True, batch: int = 25):
+        """``n`` generated pairs: images (n, 3, H, W) and label maps (n, H, W) = argmax of the soft mask."""
+        g = self.ema.module if ema else self.G
+        g.eval()
+        z = g.sample_z(n, torch.Generator().manual_seed(seed), self.device)
+        images, labels = [], []
+        for i in range(0, n, batch):
+            out = g(z[i:i + batch])
+            images.append(out.image.cpu())
+            labels.append(out.soft_mask.argmax(1).cpu())
+        return torch.cat(images), torch.cat(labels)
+
+
+# ---------------------------------------------------------------------------------------------
+# One-shot data: the training pair and held-out pairs of the same scene
+# ---------------------------------------------------------------------------------------------
+
+SCENE_OBJECTS = ("tree", "rock", "water")  # the "objects of interest"; other scene classes are background
+
+
+@dataclass
+class OneShotData:
+    """One training pair and held-out pairs of the same scene (other crops or video frames)."""
+
+    image: torch.Tensor  # (3, H, W) in [-1, 1]
+    labels: torch.Tensor  # (H, W) ids, 0 = background
+    class_names: list[str]
+    palette: list[tuple[int, int, int]]
+    heldout_images: torch.Tensor  # (K, 3, H, W)
+    heldout_labels: torch.Tensor  # (K, H, W)
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def object_palette(n: int) -> list[tuple[int, int, int]]:
+    """Background dark grey, then distinct bright colours for the objects."""
+    colours = [(60, 60, 60), (230, 60, 60), (250, 200, 40), (60, 140, 250), (90, 220, 90), (220, 90, 230),
+               (40, 220, 220), (250, 140, 40), (160, 110, 60), (250, 250, 250)]
+    return [colours[i % len(colours)] for i in range(n)]
+
+
+def _scene_mask(labels: torch.Tensor, scene_names, objects) -> torch.Tensor:
+    out = torch.zeros_like(labels)
+    for k, name in enumerate(objects, start=1):
+        out[labels == scene_names.index(name)] = k
+    return out
+
+
+def scene_crops(shape: tuple[int, int], heldout: int, seed: int = 0, objects=SCENE_OBJECTS,
+                min_pixels: int = 4) -> OneShotData:
+    """A procedural scene (``nbsyn.data`` 'scenes') seen through a panning camera.
+
+    The scene is rendered at 4H x 4H; every view is a 2H x 3H window (rows from 1.25H, the band around the
+    horizon and the ground) downsampled by 2 to H x 1.5H. The training pair is the leftmost window; the held-out pairs
+    are windows shifted by 1/8 to 1 of the free width and up or down by up to H/4 - the same scene with
+    its objects at new positions in the frame, as later frames of a DAVIS video. The mask keeps
+    ``objects`` (tree, rock, water by default) and makes every other class background. The first scene
+    (index 0, 1, ... of ``seed``) whose training view shows every object with ``min_pixels`` is used.
+    """
+    from nbsyn.data import RENDERERS
+
+    h, w = shape
+    if w * 2 != h * 3:
+        raise ValueError(f"scene crops are H x 1.5H (e.g. 32 x 48), got {shape}")
+    render, scene_names, _ = RENDERERS["scenes"]
+    unknown = [o for o in objects if o not in scene_names]
+    if unknown:
+        raise ValueError(f"unknown scene classes {unknown}; the scenes have {', '.join(scene_names)}")
+    size = 4 * h
+    for index in range(50):
+        full_image, full_labels = render(seed, index, size)
+        mask = _scene_mask(full_labels, scene_names, objects)
+        views = _windows(h, heldout, seed)
+        crops = [_crop(full_image, mask, top, left, h) for top, left in views]
+        train_labels = crops[0][1]
+        if all((train_labels == k).sum() >= min_pixels for k in range(1, len(objects) + 1)):
+            break
+    else:
+        raise RuntimeError(f"no scene of seed {seed} shows all of {objects}; choose other objects")
+    images = torch.stack([c[0] for c in crops])
+    labels = torch.stack([c[1] for c in crops])
+    names = ["background"] + list(objects)
+    return OneShotData(images[0], labels[0], names, object_palette(len(names)), images[1:], labels[1:],
+                       f"procedural scene {seed}/{index}: training view + {heldout} panned views")
+
+
+def _windows(h: int, n: int, seed: int) -> list[tuple[int, int]]:
+    """(top, left) of the training window and ``n`` held-out windows in the 4H x 4H render."""
+    g = torch.Generator().manual_seed(seed)
+    free = 4 * h - 3 * h  # horizontal room: H
+    views = [(5 * h // 4, 0)]
+    for _ in range(n):
+        left = int(free * (0.125 + 0.875 * torch.rand((), generator=g)))
+        top = 5 * h // 4 + int((torch.rand((), generator=g) * 2 - 1) * h / 4)
+        views.append((top, left))
+    return views
+
+
+def _crop(image: torch.Tensor, labels: torch.Tensor, top: int, left: int, h: int):
+    img = image[:, top:top + 2 * h, left:left + 3 * h]
+    lab = labels[top:top + 2 * h, left:left + 3 * h]
+    img = F.interpolate(img[None], size=(h, 3 * h // 2), mode="bilinear", antialias=True, align_corners=False)[0]
+    lab = lab[::2, ::2]  # nearest
+    return img.clamp(-1, 1) * 1.0, lab.contiguous()
+
+
+def load_oneshot(dataset: str, shape: tuple[int, int], heldout: int, seed: int = 0) -> OneShotData:
+    """The one-shot data of a notebook ``dataset`` string.
+
+    * ``"scenes"``: :func:`scene_crops` (offline default);
+    * ``"photo:<name>"``: a scikit-image photograph with its colour-segment mask (``nbsyn.data.load_photo``),
+      the darkest segment as background; held-out = flipped/zoomed copies of the same pair (the paper's
+      mIoU test set, [L1760]);
+    * ``"davis17:<DAVIS root>:<video>"``: the first frame is the training pair and ``heldout`` later
+      frames, evenly spaced, are the test (one-shot video object segmentation, [L1816-1847]);
+    * ``"oneshot:<folder>"``: a prepared pair (data_scripts/prepare_*.py), held-out = augmented copies.
+    """
+    kind, _, rest = dataset.partition(":")
+    if kind == "scenes":
+        return scene_crops(shape, heldout, seed)
+    if kind == "photo":
+        from nbsyn.data import load_photo
+
+        image, labels, names = load_photo(rest or "astronaut", max(shape) * 2)
+        image, labels = _fit_pair(image, labels, shape)
+        return _with_augmented_heldout(image, labels, names, heldout, seed, f"photo {rest}")
+    if kind == "davis17":
+        from nbsyn.data import davis17
+
+        root, _, video = rest.rpartition(":")
+        if not root or not video:
+            raise ValueError("use dataset='davis17:<DAVIS root>:<video>', e.g. 'davis17:data/DAVIS:bike-packing'")
+        image, labels, names = davis17.load_first_frame(root, video, size=None)
+        image, labels = _fit_pair(image, labels, shape)
+        frames = davis17.list_frames(root, video)
+        picks = torch.linspace(1, len(frames) - 1, min(heldout, len(frames) - 1)).round().long().unique().tolist()
+        pairs = [_fit_pair(*davis17.load_frame(root, video, i), shape) for i in picks]
+        held_images = torch.stack([p[0] for p in pairs])
+        held_labels = torch.stack([p[1] for p in pairs]).clamp(max=len(names) - 1)
+        return OneShotData(image, labels, names, object_palette(len(names)), held_images, held_labels,
+                           f"DAVIS-17 {video}: first frame + {len(picks)} later frames")
+    if kind == "oneshot":
+        from nbsyn.data import davis17
+
+        image, labels, names = davis17.load_prepared_pair(rest)
+        image, labels = _fit_pair(image, labels, shape)
+        return _with_augmented_heldout(image, labels, names, heldout, seed, f"prepared pair {rest}")
+    raise ValueError(f"unknown dataset {dataset!r}; use 'scenes', 'photo:<name>', 'davis17:<root>:<video>' "
+                     f"or 'oneshot:<folder>'")
+
+
+def _fit_pair(image: torch.Tensor, labels: torch.Tensor, shape: tuple[int, int]):
+    """Centre-crop to the aspect ratio of ``shape`` and resize: image antialiased, labels nearest."""
+    image = sivgan.fit_frames(image[None], shape)[0]
+    lab = labels[None, None].float()
+    h, w = labels.shape
+    th, tw = shape
+    if h * tw > w * th:
+        nh = round(w * th / tw)
+        lab = lab[..., (h - nh) // 2:(h - nh) // 2 + nh, :]
+    else:
+        nw = round(h * tw / th)
+        lab = lab[..., :, (w - nw) // 2:(w - nw) // 2 + nw]
+    lab = F.interpolate(lab, size=shape, mode="nearest")[0, 0].long()
+    return image, lab
+
+
+def _with_augmented_heldout(image, labels, names, heldout, seed, description) -> OneShotData:
+    from nbsyn.data import PairedAugment
+
+    aug = PairedAugment(flip=True, zoom=(1.0, 1.3), max_degrees=5.0)
+    g = torch.Generator().manual_seed(seed + 1)
+    held_images, held_labels = aug(image[None].expand(heldout, -1, -1, -1), labels[None].expand(heldout, -1, -1), g)
+    return OneShotData(image, labels, list(names), object_palette(len(names)), held_images, held_labels,
+                       f"{description}; held-out = {heldout} augmented copies (no other view exists)")
+
+
+def augmented_real(data: OneShotData, n: int, seed: int = 0):
+    """The paper's mIoU test set: the real pair under standard geometric augmentation [L1760]."""
+    from nbsyn.data import PairedAugment
+
+    aug = PairedAugment(flip=True, zoom=(1.0, 1.3), max_degrees=5.0)
+    g = torch.Generator().manual_seed(seed)
+    return aug(data.image[None].expand(n, -1, -1, -1), data.labels[None].expand(n, -1, -1), g)
