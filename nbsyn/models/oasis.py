@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-from nbsyn.nn.spade import SPADEResBlock
+from nbsyn.nn.spade import SPADEResBlock, resize_nearest, upsample2x
 
 # ---------------------------------------------------------------------------------------------
 # Presets. Small presets change sizes and step counts, never the method.
@@ -234,13 +234,13 @@ class OASISGenerator(nn.Module):
             seg = torch.cat([noise.to(labels_onehot.dtype), labels_onehot], dim=1)  # noise first, as in the code
         else:
             seg = labels_onehot
-        x = self.first_conv(F.interpolate(seg, size=start, mode="nearest"))
+        x = self.first_conv(resize_nearest(seg, start))
         if self.extra_block is not None:
             x = self.extra_block(x, seg)
         for i, block in enumerate(self.blocks):
             x = block(x, seg)
             if i < len(self.blocks) - 1:
-                x = F.interpolate(x, scale_factor=2, mode="nearest")
+                x = upsample2x(x)
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))
 
 
@@ -276,9 +276,9 @@ class UpBlock(nn.Module):
         self.shortcut = sn_conv(fin, fout, 1) if fin != fout else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        up = F.interpolate(F.leaky_relu(x, 0.2), scale_factor=2, mode="nearest")
+        up = upsample2x(F.leaky_relu(x, 0.2))
         h = self.conv2(F.leaky_relu(self.conv1(up), 0.2))
-        s = F.interpolate(x, scale_factor=2, mode="nearest")
+        s = upsample2x(x)
         return h + (self.shortcut(s) if self.shortcut is not None else s)
 
 
