@@ -1,0 +1,1 @@
+"""One module per paper (and ``toy`` for the foundations notebook)."""
