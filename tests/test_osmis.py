@@ -329,3 +329,20 @@ def test_davis_dataset_string_uses_first_frame_and_later_frames():
     assert data.class_names == ["background", "cows object 1", "cows object 2"]
     assert data.heldout_labels.shape == (2, 16, 24)
     assert not torch.equal(data.heldout_labels[0], data.labels)  # the object moved
+
+
+def test_with_synthetic_is_half_real_half_generated():
+    real_i, real_l = torch.zeros(3, 4, 6), torch.zeros(4, 6, dtype=torch.long)
+    syn_i, syn_l = torch.ones(10, 3, 4, 6), torch.ones(10, 4, 6, dtype=torch.long)
+    images, labels = osmis.with_synthetic(real_i, real_l, syn_i, syn_l)
+    assert images.shape[0] == 20 and (labels.flatten(1)[:, 0] == 0).sum() == 10
+    only_real, _ = osmis.with_synthetic(real_i, real_l, None, None)
+    assert only_real.shape == (1, 3, 4, 6)
+
+
+def test_pair_rows_layout():
+    images = torch.zeros(2, 3, 4, 6)
+    labels = torch.ones(2, 4, 6, dtype=torch.long)
+    rows = osmis.pair_rows(images, labels, osmis.object_palette(2))
+    assert rows.shape == (6, 3, 4, 6)
+    assert torch.equal(rows[:2], images) and not torch.equal(rows[2], rows[4])

@@ -696,3 +696,48 @@ def augmented_real(data: OneShotData, n: int, seed: int = 0):
     aug = PairedAugment(flip=True, zoom=(1.0, 1.3), max_degrees=5.0)
     g = torch.Generator().manual_seed(seed)
     return aug(data.image[None].expand(n, -1, -1, -1), data.labels[None].expand(n, -1, -1), g)
+
+
+# ---------------------------------------------------------------------------------------------
+# Using the generated pairs: figures, filtering, data augmentation for a segmenter
+# ---------------------------------------------------------------------------------------------
+
+
+def pair_rows(images: torch.Tensor, labels: torch.Tensor, palette) -> torch.Tensor:
+    """(3n, 3, H, W): a row of images, a row of their coloured masks, a row of overlays (grid nrow=n)."""
+    from nbsyn.viz import colorize, overlay
+
+    images, labels = images.cpu(), labels.cpu()
+    masks = colorize(labels, palette)
+    overlays = torch.stack([overlay(i, lab, palette, alpha=0.5) for i, lab in zip(images, labels)])
+    return torch.cat([images, masks, overlays])
+
+
+def filter_by_sifid(real_image: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, fraction: float):
+    """Drop the ``fraction`` of generated pairs with the worst SIFID [L1835].
+
+    The thesis ranks by the average of SIFID ranks over four InceptionV3 layers; ``nbsyn.metrics.sifid``
+    has one layer, so we rank by it. Without Inception weights nothing is dropped and the note says so.
+    Returns (images, labels, note).
+    """
+    from nbsyn.metrics import sifid
+
+    result = sifid(real_image, images)
+    if not result.available:
+        return images, labels, f"not filtered: SIFID {result.unavailable_reason}"
+    keep = int(round(len(images) * (1 - fraction)))
+    order = result.per_item.argsort()[:keep]  # lower SIFID = better
+    return images[order], labels[order], f"kept the {keep} of {len(images)} samples with the best SIFID"
+
+
+def with_synthetic(real_images: torch.Tensor, real_labels: torch.Tensor, syn_images: torch.Tensor | None,
+                   syn_labels: torch.Tensor | None):
+    """A training set in which real and generated pairs are drawn 50 % / 50 % (as OSVOS [L1837]):
+    the real pair(s) repeated as often as there are generated pairs."""
+    if real_images.dim() == 3:
+        real_images, real_labels = real_images[None], real_labels[None]
+    if syn_images is None or len(syn_images) == 0:
+        return real_images, real_labels
+    reps = max(1, len(syn_images) // len(real_images))
+    return (torch.cat([real_images.repeat(reps, 1, 1, 1), syn_images]),
+            torch.cat([real_labels.repeat(reps, 1, 1), syn_labels]))
