@@ -32,6 +32,11 @@ def test_pair_in_sync_and_committed_without_outputs(source):
     assert len(tagged) == 1, "exactly one cell must carry the papermill 'parameters' tag"
     assert "preset" in tagged[0].source and "out_dir" in tagged[0].source
     assert any(CHECK_MARK in c.source for c in stored.cells), "mark at least one deterministic cell for nbval"
+    import papermill
+
+    found = papermill.inspect_notebook(str(ipynb))  # every line of the parameters cell must parse
+    assert {"preset", "out_dir"} <= set(found), f"papermill sees only {sorted(found)}"
+    assert len(found) == len([line for line in tagged[0].source.splitlines() if "=" in line.split("#")[0]])
 
 
 @pytest.mark.notebook
