@@ -83,22 +83,26 @@ _PAPER = dict(
     ema_decay=0.9999,  # [CODE] (OSMIS adds EMA [L1749]; SIV-GAN text states none)
     n_eval_samples=100,  # [CODE] 100 samples for the metrics
     video_frames=100,  # 60-100 frames per video [L1470]
+    video_iterations=300_000,  # single video [L1468]
+    video_time_budget_s=None,
 )
 
 PRESETS = {
     "paper": _PAPER,
     "gpu": {**_PAPER, "iterations": 20_000, "image_size": 96, "dataset": "scene", "time_budget_s": 3600,
-            "lambda_dr": 0.15, "n_eval_samples": 100},
+            "lambda_dr": 0.15, "n_eval_samples": 100, "video_iterations": 40_000, "video_time_budget_s": 3600},
     # cpu: the A.13 pilot's scale: 32x48 from a 4x6 map, 4 G blocks, 2+3+3 D blocks, narrow widths.
     # lambda_dr: with a few thousand steps instead of 100k the paper's 0.15 is too weak to keep the
     # samples apart (the pilot, specs A.13); 1.75 in the paper's normalisation equals the strength the
     # authors' code applies at lambda = 0.15 (official_dr_strength), so it is the paper's own run.
     "cpu": {**_PAPER, "seed": 0, "iterations": 1500, "image_size": 32, "dataset": "scene", "time_budget_s": 210,
             "noise_shape": (4, 6), "g_base_channels": 8, "d_base_channels": 16, "d_blocks": 5, "num_low": 2,
-            "lambda_dr": 1.75, "ema_decay": 0.99, "n_eval_samples": 50, "video_frames": 60},
+            "lambda_dr": 1.75, "ema_decay": 0.99, "n_eval_samples": 50, "video_frames": 60,
+            "video_iterations": 600, "video_time_budget_s": 90},
     "smoke": {**_PAPER, "seed": 0, "iterations": 4, "image_size": 16, "dataset": "scene", "time_budget_s": 20,
               "noise_shape": (2, 3), "g_base_channels": 4, "d_base_channels": 4, "d_blocks": 4, "num_low": 2,
-              "lambda_dr": 1.75, "ema_decay": 0.9, "n_eval_samples": 8, "video_frames": 12},
+              "lambda_dr": 1.75, "ema_decay": 0.9, "n_eval_samples": 8, "video_frames": 12,
+              "video_iterations": 2, "video_time_budget_s": 10},
 }
 
 
@@ -587,7 +591,9 @@ class SIVGAN:
         self.rng = torch.Generator().manual_seed(seed)
 
     def objects(self) -> dict:
-        return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d}
+        """Everything ``nbsyn.train.fit`` must checkpoint to resume bit-identically (incl. our RNG)."""
+        return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d,
+                "rng": _GeneratorState(self.rng)}
 
     def real_batch(self) -> torch.Tensor:
         idx = torch.randint(len(self.frames), (self.cfg["batch_size"],), generator=self.rng)
@@ -640,6 +646,32 @@ class SIVGAN:
         return torch.cat([g(z[i:i + batch]).image for i in range(0, n, batch)]).cpu()
 
 
+class _GeneratorState:
+    """state_dict / load_state_dict for a torch.Generator, so checkpoints include it."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["state"])
+
+
+def train_arm(cfg, frames: torch.Tensor, device="cpu", desc: str = "SIV-GAN", iterations: int | None = None,
+              time_budget_s: float | None = None, seed: int | None = None, **arm):
+    """Build a :class:`SIVGAN` (``arm``: ``branches``, ``lambda_dr``, ``normalisation``) and train it with
+    ``nbsyn.train.fit`` (progress bar, time budget, NaN guard). Returns (model, history)."""
+    from nbsyn.train import fit
+
+    model = SIVGAN(cfg, frames, device=device, seed=seed, **arm)
+    budget = cfg["time_budget_s"] if time_budget_s is None else time_budget_s
+    history = fit(model.step, cfg["iterations"] if iterations is None else iterations, model.objects(),
+                  time_budget_s=budget, desc=desc)
+    return model, history
+
+
 def check_frames(frames: torch.Tensor, shape: tuple[int, int]) -> None:
     """Training frames must be (N, 3, H, W) floats in [-1, 1] at the generator's output size."""
     if not torch.is_tensor(frames) or frames.dim() != 4 or frames.shape[1] != 3:
@@ -649,3 +681,61 @@ def check_frames(frames: torch.Tensor, shape: tuple[int, int]) -> None:
                          f"resize them (nbsyn.models.sivgan.fit_frames)")
     if not frames.is_floating_point() or frames.min() < -1.001 or frames.max() > 1.001:
         raise ValueError("frames must be floats in [-1, 1]")
+
+
+# ---------------------------------------------------------------------------------------------
+# Weight-free evaluation: diversity, memorisation, realism (LPIPS / SIFID via nbsyn.metrics when cached)
+# ---------------------------------------------------------------------------------------------
+
+
+def with_flips(frames: torch.Tensor) -> torch.Tensor:
+    """The training images and their mirror images: a memorised flip must not count as novel [L1506]."""
+    return torch.cat([frames, frames.flip(-1)])
+
+
+def pixel_diversity(samples: torch.Tensor, frames: torch.Tensor) -> float:
+    """SinGAN's pixel diversity [Shaham et al. 2019; L1472]: the per-pixel std over the samples, averaged
+    over pixels and channels, divided by the std of the training image(s)' intensities. 0 = all the same."""
+    return float(samples.std(dim=0).mean() / frames.std())
+
+
+def _patches(images: torch.Tensor, size: int) -> torch.Tensor:
+    return F.unfold(images, size).transpose(1, 2).reshape(-1, images.shape[1] * size * size)
+
+
+def patch_realism(samples: torch.Tensor, frames: torch.Tensor, patch: int = 5, max_patches: int = 4000,
+                  seed: int = 0) -> float:
+    """A weight-free realism check (a crude stand-in for SIFID; lower = more realistic): the mean L2
+    distance from a generated ``patch`` x ``patch`` patch to its nearest training patch (training images
+    and flips), over up to ``max_patches`` random patches of each side."""
+    gen = torch.Generator().manual_seed(seed)
+    fake = _patches(samples.float(), patch)
+    real = _patches(with_flips(frames).float(), patch)
+    fake = fake[torch.randperm(len(fake), generator=gen)[:max_patches]]
+    real = real[torch.randperm(len(real), generator=gen)[:max_patches]]
+    return float(torch.cdist(fake, real).min(dim=1).values.mean())
+
+
+def evaluate_samples(samples: torch.Tensor, frames: torch.Tensor) -> dict[str, float | None]:
+    """The notebook's metrics for one model: diversity (MS-SSIM between pairs, pixel diversity, LPIPS if
+    cached), memorisation (RMSE and LPIPS to the nearest training image or flip) and realism (patch NN,
+    SIFID if cached). Unavailable metrics are None."""
+    from nbsyn import metrics
+
+    train = with_flips(frames)
+    out = {
+        "ms_ssim": metrics.msssim_diversity(samples).value,
+        "pixel_div": pixel_diversity(samples, frames),
+        "dist_rmse": metrics.nn_distance(samples, train).value,
+        "patch_nn": patch_realism(samples, frames),
+        "lpips_div": metrics.lpips_diversity(samples).value,
+        "sifid": metrics.sifid(frames[len(frames) // 2], samples).value,
+    }
+    lp = metrics.lpips_available()
+    out["dist_lpips"] = None
+    if lp is None:
+        from nbsyn.metrics.lpips import lpips_pairs
+
+        dists = torch.stack([lpips_pairs(samples, t.expand_as(samples)) for t in train], dim=1)
+        out["dist_lpips"] = float(dists.min(dim=1).values.mean())
+    return out
