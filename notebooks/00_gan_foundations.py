@@ -129,7 +129,7 @@ print(inspect.getsource(toy.adversarial_step))
 
 # %% [markdown]
 # ### 1.2 · Six variants, same budget
-# Each variant trains for `toy_steps` steps with Adam (lr `toy_lr`, β = (0.5, 0.999); (0.5, 0.9) for
+# Each variant trains for `toy_steps` steps (capped at `toy_budget_s` seconds per run) with Adam (lr `toy_lr`, β = (0.5, 0.999); (0.5, 0.9) for
 # WGAN-GP) from `toy_seeds` seeds. R1 uses γ = 0.1, the gradient penalty λ = 0.1 (small, because
 # the data live on a scale of 2, not of images).
 
@@ -137,8 +137,13 @@ print(inspect.getsource(toy.adversarial_step))
 variants = list(toy.TOY_VARIANTS)
 snap_steps = tuple(int(s) for s in np.linspace(0, cfg.toy_steps, 5)[1:-1])
 toy_runs = {v: [toy.train_toy(v, cfg.toy_steps, cfg.seed + s, cfg.toy_batch, cfg.toy_lr, snapshots=snap_steps,
-                              progress=True) for s in range(cfg.toy_seeds)] for v in variants}
+                              progress=True, time_budget_s=cfg.toy_budget_s) for s in range(cfg.toy_seeds)]
+            for v in variants}
 toy_scores = {v: [toy.mode_coverage(r["samples"]) for r in runs] for v, runs in toy_runs.items()}
+short = {v: [r["history"].steps for r in runs] for v, runs in toy_runs.items()
+         if any(r["history"].stopped_by_budget for r in runs)}
+if short:
+    print(f"time budget reached before {cfg.toy_steps} steps (steps done per seed): {short}")
 
 # %%
 fig, axes = plt.subplots(1, len(variants), figsize=(2.4 * len(variants), 2.6))
