@@ -53,3 +53,19 @@ def test_smoke_run_then_nbval(source, tmp_path):
     assert list((out_dir / "figures").glob("*.png")), "the notebook saved no figures"
     check = run_nbval(executed)
     assert check.returncode == 0, check.stdout[-4000:] + check.stderr[-2000:]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("bad,message", [({"preset": "fast"}, "unknown preset 'fast'"),
+                                         ({"preset": "smoke", "dataset": "cityscape"}, "unknown dataset 'cityscape'")])
+def test_bad_parameters_stop_before_any_training(tmp_path, bad, message):
+    import papermill
+
+    source = next(p for p in SOURCES if p.stem == "00_gan_foundations")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "earlier_result.txt").write_text("keep me")
+    with pytest.raises(papermill.PapermillExecutionError, match=message):
+        run_papermill(source.with_suffix(".ipynb"), tmp_path / "bad.ipynb", out_dir=str(out_dir), **bad)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["earlier_result.txt"]  # nothing written, nothing lost
+    assert (out_dir / "earlier_result.txt").read_text() == "keep me"
