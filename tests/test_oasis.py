@@ -328,7 +328,8 @@ def test_presets_and_paper_settings():
         size = table["image_size"]
         assert size % 2 ** table["num_res_blocks"] == 0, name  # D halves the image num_res_blocks times
     city = oasis.paper_settings("cityscapes")
-    assert city["image_size"] == (256, 512) and city["batch_size"] == 20
+    assert (city["image_size"], city["aspect"], city["batch_size"]) == (256, 2, 20)
+    assert oasis.paper_settings("ade20k")["iterations"] == 200 * (20_210 // 32)  # 200 epochs (L1121)
     assert oasis.paper_settings("cocostuff")["lambda_labelmix"] == 10.0  # L1121
     with pytest.raises(ValueError, match="ade20k"):
         oasis.paper_settings("lvis")

@@ -20,6 +20,7 @@ see specs/oasis.md); they follow the official code and are marked [CODE].
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -48,38 +49,39 @@ _COMMON = dict(
 PRESETS = {
     # every cell in well under a minute on one thread
     "smoke": dict(
-        _COMMON, seed=0, iterations=6, image_size=32, batch_size=4, dataset="scenes", time_budget_s=10,
-        n_train=32, n_test=8, num_res_blocks=3, channels_g=8, channels_d=8, spade_hidden=16,
-        n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2,
-        experiment_seeds=(0,), experiment_budget_s=4, segmenter_steps=10,
-        diversity_maps=2, diversity_samples=3,
+        _COMMON, seed=0, iterations=6, image_size=32, batch_size=4, dataset="scenes", time_budget_s=4,
+        aspect=1, n_train=32, n_test=8, num_res_blocks=3, channels_g=8, channels_d=8, spade_hidden=16,
+        n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0,
+        n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3,
     ),
-    # the default without CUDA: three variants x two seeds, ~70 s of training each
+    # the default without CUDA: three variants x two seeds x 75 s of training, ~10 min in all
     "cpu": dict(
-        _COMMON, seed=0, iterations=4000, image_size=64, batch_size=8, dataset="scenes", time_budget_s=70,
-        n_train=400, n_test=64, num_res_blocks=4, channels_g=16, channels_d=16, spade_hidden=32,
-        n_layers_d=3, ndf=32, lambda_labelmix=5.0, ema_decay=0.99, bn_batches=10,
-        experiment_seeds=(0, 1), experiment_budget_s=70, segmenter_steps=400,
-        diversity_maps=16, diversity_samples=10,
+        _COMMON, seed=0, iterations=5000, image_size=32, batch_size=8, dataset="scenes", time_budget_s=75,
+        aspect=1, n_train=400, n_test=64, num_res_blocks=3, channels_g=16, channels_d=16, spade_hidden=32,
+        n_layers_d=3, ndf=32, lambda_labelmix=5.0,
+        ema_decay=0.98,  # 0.9999 averages over ~10k steps; a cpu run has a few hundred
+        bn_batches=10, checkpoint_every=0,
+        n_seeds=2, segmenter_steps=400, diversity_maps=16, diversity_samples=20,  # 20 per map (L1145)
     ),
     # about an hour on one GPU
     "gpu": dict(
         _COMMON, seed=0, iterations=20000, image_size=128, batch_size=16, dataset="scenes", time_budget_s=900,
-        n_train=4000, n_test=200, num_res_blocks=5, channels_g=32, channels_d=32, spade_hidden=64,
-        n_layers_d=4, ndf=64, lambda_labelmix=5.0, ema_decay=0.999, bn_batches=50,
-        experiment_seeds=(0, 1, 2), experiment_budget_s=900, segmenter_steps=3000,
-        diversity_maps=50, diversity_samples=20,
+        aspect=1, n_train=4000, n_test=200, num_res_blocks=5, channels_g=32, channels_d=32, spade_hidden=64,
+        n_layers_d=4, ndf=64, lambda_labelmix=5.0, ema_decay=0.999, bn_batches=50, checkpoint_every=2000,
+        n_seeds=3, segmenter_steps=3000, diversity_maps=50, diversity_samples=20,
     ),
     # the thesis setting on ADE20K (L1112-1121); other datasets: paper_settings(name)
     "paper": dict(
-        _COMMON, seed=42, iterations=126_400, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
+        _COMMON, seed=42, iterations=126_200, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
+        aspect=1,  # width / height (2 for Cityscapes, 256 x 512)
         n_train=None, n_test=None,  # the whole train / validation split (20,210 / 2,000 images)
         num_res_blocks=6, channels_g=64, channels_d=64, spade_hidden=128,  # [CODE] widths
         n_layers_d=4, ndf=64,  # baseline PatchGAN ([CODE] NVlabs/SPADE)
         lambda_labelmix=5.0,  # L1121 (the official code uses 10 for ADE20K)
         ema_decay=0.9999,  # L1121
         bn_batches=50,  # [CODE] BN statistics of the EMA generator re-estimated on 50 batches
-        experiment_seeds=(42,), experiment_budget_s=None, segmenter_steps=None,
+        checkpoint_every=5000,
+        n_seeds=1, segmenter_steps=None,  # the paper scores with pretrained segmenters (UperNet101, ...)
         diversity_maps=2000, diversity_samples=20,  # 20 samples per label map (L1145)
     ),
 }
@@ -87,11 +89,11 @@ PRESETS = {
 # Per-dataset settings of the thesis (L1112-1121) and the official code's label encoding [CODE].
 # num_classes includes the "unlabelled / other" class 0, which gets weight 0 in the loss.
 PAPER_DATASETS = {
-    "ade20k": dict(num_classes=151, image_size=256, batch_size=32, epochs=200, train_images=20_210,
+    "ade20k": dict(num_classes=151, image_size=256, aspect=1, batch_size=32, epochs=200, train_images=20_210,
                    lambda_labelmix=5.0),
-    "cityscapes": dict(num_classes=35, image_size=(256, 512), batch_size=20, epochs=200, train_images=2_975,
+    "cityscapes": dict(num_classes=35, image_size=256, aspect=2, batch_size=20, epochs=200, train_images=2_975,
                        lambda_labelmix=5.0),
-    "cocostuff": dict(num_classes=183, image_size=256, batch_size=32, epochs=100, train_images=118_287,
+    "cocostuff": dict(num_classes=183, image_size=256, aspect=1, batch_size=32, epochs=100, train_images=118_287,
                       lambda_labelmix=10.0),
 }
 
@@ -108,8 +110,8 @@ def paper_settings(dataset: str) -> dict:
         raise ValueError(f"unknown paper dataset {dataset!r}; choose one of {', '.join(PAPER_DATASETS)}")
     s = PAPER_DATASETS[dataset]
     iterations = s["epochs"] * (s["train_images"] // s["batch_size"])
-    return dict(dataset=dataset, image_size=s["image_size"], batch_size=s["batch_size"], iterations=iterations,
-                lambda_labelmix=s["lambda_labelmix"])
+    return dict(dataset=dataset, image_size=s["image_size"], aspect=s["aspect"], batch_size=s["batch_size"],
+                iterations=iterations, lambda_labelmix=s["lambda_labelmix"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,3 +510,75 @@ def generate(G: nn.Module, labels: torch.Tensor, num_classes: int, noise: torch.
         chunk = noise[i:i + batch_size] if noise is not None else None
         out.append(G(one_hot(labels[i:i + batch_size], num_classes), chunk))
     return torch.cat(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# One training run of a variant, as the notebook's experiment uses it
+# ---------------------------------------------------------------------------------------------
+
+VARIANTS = ("OASIS", "OASIS w/o LabelMix", "SPADE-style D")
+
+
+@dataclass
+class Run:
+    """A trained variant: live and EMA generator, discriminator, loss history."""
+
+    variant: str
+    seed: int
+    G: nn.Module
+    D: nn.Module
+    ema: object
+    history: object
+
+
+def recalibrate_ema(run: Run, dataset, cfg, num_classes: int, seed: int = 0) -> None:
+    """[CODE] Re-estimate the EMA generator's batch-norm statistics on ``bn_batches`` training batches.
+
+    The EMA weights never produced the BN statistics copied from the live model; the official code
+    therefore runs the EMA generator in train mode on 50 batches before every evaluation.
+    """
+    device = next(run.G.parameters()).device
+    batches = dataset.batches(cfg["batch_size"], torch.Generator().manual_seed(seed))
+    run.ema.recalibrate_bn(lambda m: m(one_hot(next(batches)[1].to(device), num_classes)), cfg["bn_batches"])
+
+
+def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu",
+                  ckpt_path=None, progress: bool = True) -> Run:
+    """Train one variant from scratch: the same generator, one of three discriminator set-ups.
+
+    "OASIS": N+1 segmentation D + LabelMix; "OASIS w/o LabelMix": lambda_LM = 0; "SPADE-style D":
+    multi-scale PatchGAN on image + labels, hinge + feature matching. Same optimiser, EMA, data
+    order and wall-clock budget (``cfg["time_budget_s"]``) for all three.
+    """
+    from nbsyn.models.spade_baseline import build_baseline_discriminator, make_baseline_step
+    from nbsyn.train import EMA, fit
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+    num_classes = train_set.num_classes
+    torch.manual_seed(seed)
+    G = build_generator(cfg, num_classes).to(device)
+    if variant == "SPADE-style D":
+        D = build_baseline_discriminator(cfg, num_classes).to(device)
+    else:
+        D = build_discriminator(cfg, num_classes).to(device)
+    betas = tuple(cfg["betas"])
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg["lr_g"], betas=betas)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg["lr_d"], betas=betas)
+    ema = EMA(G, cfg["ema_decay"])
+    batches = train_set.batches(cfg["batch_size"], torch.Generator().manual_seed(seed))
+
+    def sample_batch():
+        images, labels = next(batches)
+        return images.to(device), labels.to(device)
+
+    if variant == "SPADE-style D":
+        step = make_baseline_step(G, D, opt_g, opt_d, sample_batch, lambda_fm=cfg["lambda_fm"], ema=ema)
+    else:
+        lam = cfg["lambda_labelmix"] if variant == "OASIS" else 0.0
+        step = make_train_step(G, D, opt_g, opt_d, sample_batch, lambda_labelmix=lam, balance=cfg["balance"],
+                               dontcare=dontcare, ema=ema)
+    objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
+    history = fit(step, cfg["iterations"], objects, ckpt_path=ckpt_path, ckpt_every=cfg["checkpoint_every"],
+                  time_budget_s=cfg["time_budget_s"], desc=f"{variant}, seed {seed}", progress=progress)
+    return Run(variant, seed, G, D, ema, history)
