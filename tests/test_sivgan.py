@@ -244,3 +244,18 @@ def test_bad_frames_are_rejected_before_training():
         S.SIVGAN(cfg, torch.full((1, 3, *S.image_shape(cfg)), 3.0))
     with pytest.raises(ValueError, match="normalisation"):
         _smoke_model(normalisation="mine")
+
+
+# ------------------------------------------------------------------ weight-free metrics
+
+
+def test_memorisation_metrics_see_copies_and_flips():
+    frames = torch.rand(1, 3, 16, 24) * 2 - 1
+    copies = torch.cat([frames, frames.flip(-1), frames])
+    assert S.pixel_diversity(copies[[0, 2]], frames) == 0.0
+    assert S.patch_realism(copies, frames) < 1e-3  # every patch exists in the image or its mirror
+    scores = S.evaluate_samples(copies, frames)
+    assert scores["dist_rmse"] < 1e-6  # a mirrored copy is still a copy
+    noise = torch.rand(3, 3, 16, 24) * 2 - 1
+    assert S.evaluate_samples(noise, frames)["dist_rmse"] > 0.3
+    assert scores["lpips_div"] is None or scores["lpips_div"] >= 0  # None without cached weights
