@@ -423,9 +423,16 @@ plt.show()
 # from random weights. MS-SSIM at 32 px uses the scales that fit (see `nbsyn/metrics/msssim.py`).
 
 # %%
-segmenter = metrics.train_segmenter(train_set.images, train_set.labels, N, steps=cfg.segmenter_steps,
+
+
+def scored(labels):
+    """Label maps for scoring: don't-care pixels ("other", "unlabeled") are ignored, as in the benchmarks."""
+    return labels if dontcare is None else labels.masked_fill(labels == dontcare, data.IGNORE_INDEX)
+
+
+segmenter = metrics.train_segmenter(train_set.images, scored(train_set.labels), N, steps=cfg.segmenter_steps,
                                     seed=cfg.seed, device=dev)
-ceiling = metrics.segmentation_scores(segmenter, test_set.images, test_set.labels, N)
+ceiling = metrics.segmentation_scores(segmenter, test_set.images, scored(test_set.labels), N)
 print(f"segmenter on real test images: mIoU {ceiling['miou']:.3f}, accuracy {ceiling['accuracy']:.3f} (ceiling)")
 
 
@@ -445,15 +452,15 @@ def evaluate(run):
     G_eval = run.ema.module
     noise = O.sample_noise(len(test_set), cfg.z_dim, HW, torch.Generator().manual_seed(7)).to(dev)
     generated = O.generate(G_eval, test_set.labels.to(dev), N, noise).cpu()
-    scores = metrics.segmentation_scores(segmenter, generated, test_set.labels, N)
+    scores = metrics.segmentation_scores(segmenter, generated, scored(test_set.labels), N)
     result = {"miou": scores["miou"], "accuracy": scores["accuracy"],
               "msssim": diversity(G_eval, test_set.labels, cfg.diversity_maps, cfg.diversity_samples),
               "fid": metrics.fid(test_set.images, generated), "steps": run.history.steps}
-    if run.variant != "SPADE-style D":  # the OASIS D is a segmenter itself [L1244]
+    if O.VARIANTS[run.variant]["discriminator"] == "oasis":  # the OASIS D is a segmenter itself [L1244]
         with torch.no_grad():
             d_pred = torch.cat([O.d_segmentation(run.D(test_set.images[i:i + 32].to(dev))).cpu()
                                 for i in range(0, len(test_set), 32)])
-        result["d_miou"] = metrics.miou_and_accuracy(d_pred, test_set.labels, N)["miou"]
+        result["d_miou"] = metrics.miou_and_accuracy(d_pred, scored(test_set.labels), N)["miou"]
     return result
 
 
@@ -470,18 +477,22 @@ print(metrics.lpips_diversity(fakes[:2]))
 #
 # The thesis's ablation (Table 4.8, L1284-1298) and Table 4.2 compare discriminators under one
 # generator. Here: the **same generator** (with 3D noise), the same optimiser, data order and
-# **wall-clock budget**, and three discriminator set-ups:
+# **wall-clock budget**, and four discriminator set-ups:
 #
-# | variant | D | G loss | paper (ADE20K) |
+# | variant | D | G loss | thesis |
 # |---|---|---|---|
-# | OASIS | N+1 U-Net + LabelMix | Eq. 4.5 | FID 28.3, mIoU 48.8, MS-SSIM 0.65 (Tables 4.1, 4.2) |
-# | OASIS w/o LabelMix | N+1 U-Net | Eq. 4.5 | LabelMix "improves FID by ~1" [L1298] |
-# | SPADE-style D | 2 PatchGANs on image ⊕ labels, hinge | hinge + 10·feature matching | with 3D noise, no VGG: FID 58.4, mIoU 18.7, MS-SSIM 0.35 (Table 4.2) |
+# | OASIS | N+1 U-Net + LabelMix | Eq. 4.5 | ADE20K: FID 28.3, mIoU 48.8, MS-SSIM 0.65 (Tables 4.1, 4.2) |
+# | OASIS w/o LabelMix | N+1 U-Net | Eq. 4.5 | Cityscapes: mIoU 66.3 vs 69.3 with LabelMix (IJCV Table 11) |
+# | SPADE+ D | 2 PatchGANs on image ⊕ labels, hinge | hinge | ADE20K, 3D noise, no VGG: FID 58.4, mIoU 18.7, MS-SSIM 0.35 (Table 4.2) |
+# | SPADE D + FM | the same | hinge + 10·feature matching | Cityscapes, no VGG: mIoU 55.8 (IJCV Table 12b) |
 #
-# The SPADE-style row is "SPADE+ with 3D noise, without VGG" of Table 4.2: the VGG loss needs ImageNet
-# weights we do not have offline. Every variant is trained for `n_seeds` seeds, and we report the
-# mean and the spread (min-max). The runs are short (seconds to minutes), so read the numbers as "what
-# happens in the first few hundred steps", not as converged results.
+# SPADE+ is the thesis's name for SPADE trained *without* feature matching and evaluated with EMA
+# [L1151]. The SPADE code adds feature matching (FM): the generator must match D's features of the
+# **real image with the same label map**, a paired loss that works much like a perceptual loss. No
+# variant gets the VGG loss, whose ImageNet weights are not available offline. Every variant runs
+# `n_seeds` seeds, and we report the mean and the spread (min-max). The runs are short (seconds to
+# minutes), so read the numbers as "what happens in the first few hundred steps", not as converged
+# results.
 
 # %%
 for variant in O.VARIANTS:
@@ -518,7 +529,7 @@ def separated(a, b, key):
 
 
 print()
-for a, b in [("OASIS", "SPADE-style D"), ("OASIS", "OASIS w/o LabelMix"), ("OASIS w/o LabelMix", "SPADE-style D")]:
+for a, b in [("OASIS", "SPADE+ D"), ("OASIS", "SPADE D + FM"), ("OASIS", "OASIS w/o LabelMix")]:
     for key in ("miou", "msssim"):
         verdict = "exceeds the seed spread" if separated(a, b, key) else "within the seed spread"
         if len(seeds) < 2:
@@ -539,7 +550,7 @@ viz.save(fig, out_dir, "experiment_samples")
 plt.show()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(12, 2.8))
+fig, axes = plt.subplots(1, 3, figsize=(13, 3))
 for ax, key, title in zip(axes, ("miou", "accuracy", "msssim"), ("mIoU ↑", "pixel accuracy ↑", "MS-SSIM ↓ (diversity)")):
     for i, variant in enumerate(O.VARIANTS):
         values = [results[(variant, s)][key] for s in seeds]
@@ -548,7 +559,7 @@ for ax, key, title in zip(axes, ("miou", "accuracy", "msssim"), ("mIoU ↑", "pi
     if key != "msssim":
         ax.axhline(ceiling[key], color="grey", ls="--", lw=1, label="real images")
         ax.legend(fontsize=8, loc="lower right")
-    ax.set_xticks(range(len(O.VARIANTS)), ["OASIS", "no LabelMix", "SPADE-style D"], fontsize=8)
+    ax.set_xticks(range(len(O.VARIANTS)), ["OASIS", "no LabelMix", "SPADE+ D", "SPADE D\n+ FM"], fontsize=8)
     ax.set_title(title)
 fig.suptitle(f"{len(seeds)} seed(s) per variant, {cfg.time_budget_s} s of training each", fontsize=10)
 fig.tight_layout()
@@ -611,14 +622,13 @@ display(W.VBox([W.HBox([target_box, seed_box]), image_box]))
 
 # %%
 rows_fig = [("whole image", resample_view("whole image", 0))]
-for name in present_names[:3]:
+by_area = sorted(present_names, key=lambda n: -int((panel_map == train_set.class_names.index(n)).sum()))
+for name in by_area[:3]:
     rows_fig.append((f"only '{name}'", resample_view(name, 0)))
-fig, axes = plt.subplots(len(rows_fig), 2, figsize=(1.4 * (n_panel + 1), 1.5 * len(rows_fig)),
-                         gridspec_kw={"width_ratios": [1, n_panel]})
-for (title, images), (ax_map, ax_img) in zip(rows_fig, axes):
-    ax_map.imshow(viz.to_numpy_image(viz.colorize(panel_map[0], test_set.palette)), interpolation="nearest")
-    ax_map.axis("off")
-    viz.show_images(images, n_panel, f"resampled: {title}", ax_img)
+map_tile = viz.colorize(panel_map, test_set.palette)
+fig, axes = plt.subplots(len(rows_fig), 1, figsize=(1.4 * (n_panel + 1), 1.6 * len(rows_fig)))
+for (title, images), ax in zip(rows_fig, axes):
+    viz.show_images(torch.cat([map_tile, images]), n_panel + 1, f"label map | noise resampled: {title}", ax)
 fig.tight_layout()
 viz.save(fig, out_dir, "widget_resample")
 plt.show()
@@ -679,11 +689,13 @@ rows = [
     {"experiment": "OASIS", "metric": "FID", "ours": fid_value.format() if fid_value.available else "unavailable",
      "paper": 28.3, "note": fid_value.unavailable_reason or "Inception weights from the hub cache"},
     {"experiment": "OASIS w/o LabelMix", "metric": "mIoU", "ours": fmt_range("OASIS w/o LabelMix", "miou"),
-     "paper": 51.6, "note": "Table 4.8 row without 3D noise and LabelMix (with LabelMix: 50.6)"},
-    {"experiment": "SPADE-style D (3D noise, no VGG)", "metric": "mIoU", "ours": fmt_range("SPADE-style D", "miou"),
-     "paper": 18.7, "note": "Table 4.2, SPADE+ with 3D noise, no VGG"},
-    {"experiment": "SPADE-style D (3D noise, no VGG)", "metric": "MS-SSIM diversity",
-     "ours": fmt_range("SPADE-style D", "msssim"), "paper": 0.35, "note": "Table 4.2"},
+     "paper": 66.3, "note": "IJCV Table 11, Cityscapes (with LabelMix 69.3); ADE20K w/o 3D noise: 51.6 vs 50.6"},
+    {"experiment": "SPADE+ D (3D noise, no VGG, no FM)", "metric": "mIoU", "ours": fmt_range("SPADE+ D", "miou"),
+     "paper": 18.7, "note": "Table 4.2 ADE20K, SPADE+ with 3D noise, no VGG"},
+    {"experiment": "SPADE+ D (3D noise, no VGG, no FM)", "metric": "MS-SSIM diversity",
+     "ours": fmt_range("SPADE+ D", "msssim"), "paper": 0.35, "note": "Table 4.2"},
+    {"experiment": "SPADE D + FM (no VGG)", "metric": "mIoU", "ours": fmt_range("SPADE D + FM", "miou"),
+     "paper": 55.8, "note": "IJCV Table 12b, Cityscapes (OASIS there: 69.3)"},
     {"experiment": "OASIS D as a segmenter of real images", "metric": "mIoU", "ours": fmt_range("OASIS", "d_miou"),
      "paper": 40.0, "note": "L1244 (DeepLab-V3 reaches 46.9 there)"},
     {"experiment": "parameters (paper size, ADE20K)", "metric": "G / G + first block / D (millions)",
@@ -712,9 +724,9 @@ record_results(out_dir, "01_oasis", cfg, rows)
 #   DRN-D-105 / DeepLabV2. FID and LPIPS need downloaded weights and say "unavailable" without them.
 #   MS-SSIM at 32 px uses 2 of its 5 scales. 20 samples per map over 16 test maps (the thesis uses all
 #   2000 ADE20K validation maps).
-# * **Baseline.** The SPADE-style discriminator follows NVlabs/SPADE (two PatchGANs, hinge loss, feature
-#   matching with λ=10) but without the VGG loss, whose ImageNet weights are not available offline. That
-#   is the "SPADE+ 3D noise, no VGG" row of Table 4.2. The generator is OASIS's, not SPADE's (no VAE encoder).
+# * **Baseline.** The SPADE-style discriminator follows NVlabs/SPADE (two PatchGANs with spectral and
+#   instance norm, hinge loss; feature matching with λ=10 in the "+ FM" variant). No VGG loss: its
+#   ImageNet weights are not available offline. The generator is OASIS's in all variants (no VAE encoder).
 # * **Training-time augmentation.** None, as the thesis says for OASIS [L2252]. The official code flips
 #   and crops (286 → 256).
 # * **Where paper and code differ** we follow the paper and expose the code's choice: the class-weight

@@ -333,3 +333,23 @@ def test_presets_and_paper_settings():
     assert oasis.paper_settings("cocostuff")["lambda_labelmix"] == 10.0  # L1121
     with pytest.raises(ValueError, match="ade20k"):
         oasis.paper_settings("lvis")
+
+
+def test_train_variant_runs_every_discriminator_setup():
+    from nbsyn.data import make_dataset
+
+    cfg = dict(oasis.PRESETS["smoke"], iterations=2, time_budget_s=None)
+    train = make_dataset("scenes", 8, 32, seed=0)
+    for variant, setup in oasis.VARIANTS.items():
+        run = oasis.train_variant(cfg, variant, train, seed=0, progress=False)
+        assert run.history.steps == 2
+        losses = run.history.losses
+        if setup["discriminator"] == "oasis":
+            assert isinstance(run.D, OASISDiscriminator)
+            assert ("labelmix" in losses) == setup["labelmix"]
+        else:
+            assert isinstance(run.D, MultiScaleDiscriminator)
+            assert (max(losses["g_fm"]) > 0) == setup["feature_matching"]
+        oasis.recalibrate_ema(run, train, cfg, train.num_classes)
+    with pytest.raises(ValueError, match="unknown variant"):
+        oasis.train_variant(cfg, "pix2pix", train, seed=0)

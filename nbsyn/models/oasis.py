@@ -81,7 +81,7 @@ PRESETS = {
         ema_decay=0.9999,  # L1121
         bn_batches=50,  # [CODE] BN statistics of the EMA generator re-estimated on 50 batches
         checkpoint_every=5000,
-        n_seeds=1, segmenter_steps=None,  # the paper scores with pretrained segmenters (UperNet101, ...)
+        n_seeds=1, segmenter_steps=20_000,  # our U-Net stands in for UperNet101 / DRN / DeepLabV2 (L1123)
         diversity_maps=2000, diversity_samples=20,  # 20 samples per label map (L1145)
     ),
 }
@@ -516,7 +516,13 @@ def generate(G: nn.Module, labels: torch.Tensor, num_classes: int, noise: torch.
 # One training run of a variant, as the notebook's experiment uses it
 # ---------------------------------------------------------------------------------------------
 
-VARIANTS = ("OASIS", "OASIS w/o LabelMix", "SPADE-style D")
+# The discriminator set-ups of the notebook's experiment; all train the same generator.
+VARIANTS = {
+    "OASIS": dict(discriminator="oasis", labelmix=True),  # N+1 U-Net D + LabelMix (Eqs. 4.2-4.5)
+    "OASIS w/o LabelMix": dict(discriminator="oasis", labelmix=False),  # lambda_LM = 0
+    "SPADE+ D": dict(discriminator="patch", feature_matching=False),  # the thesis's SPADE+ w/o VGG (L1151)
+    "SPADE D + FM": dict(discriminator="patch", feature_matching=True),  # NVlabs/SPADE: + lambda_FM = 10
+}
 
 
 @dataclass
@@ -544,21 +550,23 @@ def recalibrate_ema(run: Run, dataset, cfg, num_classes: int, seed: int = 0) -> 
 
 def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu",
                   ckpt_path=None, progress: bool = True) -> Run:
-    """Train one variant from scratch: the same generator, one of three discriminator set-ups.
+    """Train one variant of ``VARIANTS`` from scratch: the same generator, one discriminator set-up.
 
-    "OASIS": N+1 segmentation D + LabelMix; "OASIS w/o LabelMix": lambda_LM = 0; "SPADE-style D":
-    multi-scale PatchGAN on image + labels, hinge + feature matching. Same optimiser, EMA, data
-    order and wall-clock budget (``cfg["time_budget_s"]``) for all three.
+    "OASIS": N+1 segmentation D + LabelMix; "OASIS w/o LabelMix": lambda_LM = 0; "SPADE+ D":
+    multi-scale PatchGAN on image + labels with the hinge loss only (the thesis's SPADE+ without VGG);
+    "SPADE D + FM": the same plus feature matching (lambda_FM from ``cfg``, 10 in NVlabs/SPADE). Same
+    optimiser, EMA, data order and wall-clock budget (``cfg["time_budget_s"]``) for all.
     """
     from nbsyn.models.spade_baseline import build_baseline_discriminator, make_baseline_step
     from nbsyn.train import EMA, fit
 
     if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {VARIANTS}")
+        raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
+    setup = VARIANTS[variant]
     num_classes = train_set.num_classes
     torch.manual_seed(seed)
     G = build_generator(cfg, num_classes).to(device)
-    if variant == "SPADE-style D":
+    if setup["discriminator"] == "patch":
         D = build_baseline_discriminator(cfg, num_classes).to(device)
     else:
         D = build_discriminator(cfg, num_classes).to(device)
@@ -572,10 +580,11 @@ def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | No
         images, labels = next(batches)
         return images.to(device), labels.to(device)
 
-    if variant == "SPADE-style D":
-        step = make_baseline_step(G, D, opt_g, opt_d, sample_batch, lambda_fm=cfg["lambda_fm"], ema=ema)
+    if setup["discriminator"] == "patch":
+        lambda_fm = cfg["lambda_fm"] if setup["feature_matching"] else 0.0
+        step = make_baseline_step(G, D, opt_g, opt_d, sample_batch, lambda_fm=lambda_fm, ema=ema)
     else:
-        lam = cfg["lambda_labelmix"] if variant == "OASIS" else 0.0
+        lam = cfg["lambda_labelmix"] if setup["labelmix"] else 0.0
         step = make_train_step(G, D, opt_g, opt_d, sample_batch, lambda_labelmix=lam, balance=cfg["balance"],
                                dontcare=dontcare, ema=ema)
     objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}

@@ -110,10 +110,12 @@ def make_baseline_step(G: nn.Module, D: MultiScaleDiscriminator, opt_g: torch.op
         set_requires_grad(D, False)
         fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
         out_fake = D(fake, onehot)
-        with torch.no_grad():
-            out_real = D(real, onehot)
         adv = hinge_g_loss(out_fake)
-        fm = feature_matching_loss(out_real, out_fake) if lambda_fm > 0 else torch.zeros(())
+        fm = torch.zeros(())
+        if lambda_fm > 0:  # features of the real image with the same label map (paired supervision)
+            with torch.no_grad():
+                out_real = D(real, onehot)
+            fm = feature_matching_loss(out_real, out_fake)
         loss_g = adv + lambda_fm * fm  # Eq. 4.1 without the VGG term
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
