@@ -147,14 +147,15 @@ if short:
 
 # %%
 fig, axes = plt.subplots(1, len(variants), figsize=(2.4 * len(variants), 2.6))
-for ax, v in zip(axes, variants):
+for ax, v in zip(np.atleast_1d(axes), variants):
     s = toy_runs[v][0]["samples"]
     ax.scatter(*ring.T, s=1, alpha=0.15, color="grey")
     ax.scatter(*s.T, s=1.5, alpha=0.5, color="tab:blue")
     sc = toy_scores[v][0]
-    ax.set_title(f"{v}\n{sc['modes_covered']}/8 modes, {100 * sc['high_quality']:.0f}% good", fontsize=9)
+    done = toy_runs[v][0]["history"].steps
+    ax.set_title(f"{v} ({done} steps)\n{sc['modes_covered']}/8 modes, {100 * sc['high_quality']:.0f}% good", fontsize=9)
     ax.set_xlim(-3, 3), ax.set_ylim(-3, 3), ax.set_aspect("equal"), ax.set_xticks([]), ax.set_yticks([])
-fig.suptitle(f"generated (blue) vs real (grey) after {cfg.toy_steps} steps, seed {cfg.seed}", y=1.04)
+fig.suptitle(f"generated (blue) vs real (grey), seed {cfg.seed}", y=1.04)
 viz.save(fig, out_dir, "toy_variants")
 plt.show()
 
@@ -166,7 +167,7 @@ plt.show()
 # %%
 shots = toy_runs["NS"][0]["snapshots"]
 fig, axes = plt.subplots(1, len(shots), figsize=(2.4 * len(shots), 2.5))
-for ax, (step, s) in zip(axes, sorted(shots.items())):
+for ax, (step, s) in zip(np.atleast_1d(axes), sorted(shots.items())):
     ax.scatter(*ring.T, s=1, alpha=0.15, color="grey")
     ax.scatter(*s.T, s=1.5, alpha=0.5)
     ax.set_title(f"step {step}: {toy.mode_coverage(s)['modes_covered']}/8 modes", fontsize=9)
@@ -448,12 +449,13 @@ rows = []
 for v in variants:
     rows.append({"experiment": f"8-Gaussian ring, {v}", "metric": "modes covered (of 8)",
                  "ours": float(np.mean([s["modes_covered"] for s in toy_scores[v]])), "paper": "-",
-                 "note": f"mean of {cfg.toy_seeds} seed(s), {cfg.toy_steps} steps; "
+                 "note": f"mean of {cfg.toy_seeds} seed(s), steps done {[r['history'].steps for r in toy_runs[v]]}; "
                          f"high-quality {np.mean([s['high_quality'] for s in toy_scores[v]]):.2f}"})
 for name in ("G", "EMA G", "real (held out)"):
     for metric_name, value in table[name].items():
         rows.append({"experiment": f"DCGAN {cfg.dataset} {cfg.image_size}px, {name}", "metric": metric_name,
-                     "ours": value, "paper": "-", "note": f"{history.steps} steps"})
+                     "ours": value, "paper": "-",
+                     "note": "reference: real images" if name.startswith("real") else f"{history.steps} steps"})
 rows.append({"experiment": f"DCGAN {cfg.dataset}, EMA G", "metric": "FID", "ours": fid_ema.value, "paper": "-",
              "note": fid_ema.unavailable_reason or f"{cfg.n_eval} samples (biased at this size)"})
 record_results(out_dir, "00_gan_foundations", cfg, rows)
