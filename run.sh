@@ -3,6 +3,7 @@
 #   ./run.sh                      -> runs/<timestamp>/{NN_name/, report.md}
 #   ./run.sh --preset smoke       -> any preset: smoke, cpu, gpu, paper (default: auto)
 #   ./run.sh --only 01_oasis      -> a subset
+#   ./run.sh --jobs 2             -> two notebooks at a time (CPU threads shared out)
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/env.sh

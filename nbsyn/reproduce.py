@@ -1,6 +1,6 @@
 """Run the notebooks with papermill and build the reproduction report.
 
-    python -m nbsyn.reproduce [--preset auto] [--only 00_gan_foundations ...] [--out runs/<timestamp>]
+    python -m nbsyn.reproduce [--preset auto] [--only 00_gan_foundations ...] [--out runs/<timestamp>] [--jobs 1]
 
 Each notebook is executed into ``<out>/<name>/<name>.ipynb`` with ``out_dir=<out>/<name>``; the
 notebook saves its figures there and its results with ``record_results`` into ``metrics.json``.
@@ -16,6 +16,7 @@ import os
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -95,34 +96,33 @@ def fmt(value) -> str:
 
 
 def build_report(out_root: Path, runs: Sequence[Mapping], preset: str) -> Path:
-    lines = [f"# nbsyn reproduction report", "",
+    """``report.md``: a status line per notebook, then each notebook's results table and figures."""
+    lines = ["# nbsyn reproduction report", "",
              f"Run `{out_root.name}`, preset `{preset}`, written {datetime.now().isoformat(timespec='seconds')}.",
              "Our numbers come from the scale named in each section (small images, short training, procedural or",
              "offline data); the papers' numbers are at full scale on the real datasets. Compare trends, not values.",
-             "", "| notebook | status | minutes |", "|---|---|---|"]
-    for run in runs:
-        lines.append(f"| {run['notebook']} | {run['status']} | {run['seconds'] / 60:.1f} |")
-    lines += ["", "## All results", "", "| notebook | experiment | metric | ours | paper | scale | note |",
-              "|---|---|---|---|---|---|---|"]
+             "", "| notebook | status | minutes | scale |", "|---|---|---|---|"]
     sections = []
     for run in runs:
         metrics_file = Path(run["out_dir"]) / "metrics.json"
-        if not metrics_file.exists():
-            lines.append(f"| {run['notebook']} | - | - | no results ({run['error'] or 'metrics.json missing'}) | - | - | - |")
+        data = json.loads(metrics_file.read_text()) if metrics_file.exists() else None
+        scale = "-"
+        if data:
+            scale = f"{data.get('preset', '')}: " + ", ".join(f"{k}={v}" for k, v in data.get("scale", {}).items())
+        lines.append(f"| {run['notebook']} | {run['status']} | {run['seconds'] / 60:.1f} | {scale} |")
+        sections += ["", f"## {run['notebook']}", ""]
+        if run["status"] != "ok":
+            sections += [f"**Failed:** `{run['error']}` (traceback in `{run['notebook']}/error.txt`).", ""]
+        if data is None:
+            sections.append("No results were recorded.")
             continue
-        data = json.loads(metrics_file.read_text())
-        scale = ", ".join(f"{k}={v}" for k, v in data.get("scale", {}).items())
-        scale = f"{data.get('preset', '')}: {scale}"
+        sections += [f"Scale: {scale}.", "", "| experiment | metric | ours | paper | note |", "|---|---|---|---|---|"]
         for row in data["rows"]:
-            lines.append(f"| {run['notebook']} | {row['experiment']} | {row['metric']} | {fmt(row['ours'])} | "
-                         f"{fmt(row['paper'])} | {scale} | {row.get('note', '')} |")
+            sections.append(f"| {row['experiment']} | {row['metric']} | {fmt(row['ours'])} | {fmt(row['paper'])} | "
+                            f"{row.get('note', '')} |")
         figures = sorted((Path(run["out_dir"]) / "figures").glob("*.png"))
         if figures:
-            sections += ["", f"### {run['notebook']} figures", ""]
-            sections += [f"![{f.stem}]({f.relative_to(out_root)})" for f in figures]
-    for run in runs:
-        if run["status"] != "ok":
-            sections += ["", f"### {run['notebook']} failed", "", f"`{run['error']}` (see {run['notebook']}/error.txt)"]
+            sections += ["", "Figures: " + ", ".join(f"[{f.stem}]({f.relative_to(out_root)})" for f in figures)]
     path = out_root / "report.md"
     path.write_text("\n".join(lines + sections) + "\n")
     return path
@@ -133,7 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--preset", default="auto", help="auto (gpu with CUDA, else cpu), smoke, cpu, gpu or paper")
     parser.add_argument("--only", nargs="*", help="notebook names, e.g. 00_gan_foundations")
     parser.add_argument("--out", help="output folder (default runs/<timestamp>)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="notebooks run at once; the CPU threads are shared out among them (default 1)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error("--jobs must be at least 1")
     from nbsyn.presets import PRESET_NAMES
 
     if args.preset not in ("auto", *PRESET_NAMES):
@@ -141,13 +145,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     out_root = Path(args.out or ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     selected = notebooks(args.only)
-    runs = []
-    for i, path in enumerate(selected, 1):
-        print(f"[{i}/{len(selected)}] {path.stem} (preset {args.preset}) ...", flush=True)
+    if args.jobs > 1 and "NBSYN_THREADS" not in os.environ:  # kernels inherit it: share the cores out
+        os.environ["NBSYN_THREADS"] = str(max(1, (os.cpu_count() or 2) // args.jobs))
+
+    def one(path: Path) -> dict:
+        print(f"started  {path.stem} (preset {args.preset})", flush=True)
         run = run_notebook(path, out_root, args.preset)
-        print(f"      {run['status']} in {run['seconds'] / 60:.1f} min" + (f": {run['error']}" if run["error"] else ""),
-              flush=True)
-        runs.append(run)
+        print(f"finished {path.stem}: {run['status']} in {run['seconds'] / 60:.1f} min"
+              + (f": {run['error']}" if run["error"] else ""), flush=True)
+        return run
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        runs = list(pool.map(one, selected))
     report = build_report(out_root, runs, args.preset)
     print(f"report: {report}")
     return 0 if all(r["status"] == "ok" for r in runs) else 1

@@ -27,9 +27,10 @@ def test_report_table_links_figures_and_failures(tmp_path):
     runs = [{"notebook": "00_ok", "status": "ok", "error": None, "seconds": 60, "out_dir": ok_dir},
             {"notebook": "01_bad", "status": "failed", "error": "ValueError: boom", "seconds": 3, "out_dir": bad_dir}]
     text = build_report(tmp_path, runs, "smoke").read_text()
-    assert "| 00_ok | e | FID | unavailable | 28.3 | smoke: image_size=32, iterations=10 |" in text
-    assert "![samples](00_ok/figures/samples.png)" in text
-    assert "01_bad failed" in text and "ValueError: boom" in text
+    assert "| 00_ok | ok | 1.0 | smoke: image_size=32, iterations=10 |" in text
+    assert "| e | FID | unavailable | 28.3 |" in text
+    assert "[samples](00_ok/figures/samples.png)" in text
+    assert "| 01_bad | failed |" in text and "**Failed:** `ValueError: boom`" in text
 
 
 def test_main_rejects_unknown_preset_and_notebook(tmp_path):
