@@ -43,34 +43,39 @@ _COMMON = dict(
     dataset="faces",  # source domain (stands in for FFHQ / LSUN-Church [L2017])
     target_dataset="scenes",  # target domain, structurally dissimilar (stands in for Anime / Shells)
     n_shots=10,  # 10-shot adaptation [L2017]
-    lr=0.002,  # StyleGAN2 / CDC Adam lr, betas (0, 0.99) [L2019 "follow CDC"]
+    lr=0.002,  # adaptation: StyleGAN2 / CDC Adam lr, betas (0, 0.99) [L2019 "follow CDC"]
+    pretrain_lr=0.002,  # pre-training the stand-in source G_s (the paper uses published checkpoints)
     r1_every=16,  # lazy R1 (StyleGAN2 default)
     mixing_prob=0.9,  # style mixing regularisation (StyleGAN2 default) during pre-training
     lambda_ss=LAMBDA_SS,  # lambda_SS = 5 [L2019]
     diffaug_policy="translation,flip",  # DA on real and fake [L918-927]; Ch. 7 does not name its DA
     diffaug_p=0.5,
-    arms=("TGAN", "FreezeD", "L_SS (plain D)", "L_all", "L_all + L_SS"),
+    arms=("TGAN", "FreezeD", "L_SS (plain D)", "L_all", "L_all + L_SS", "L_all + L_SS (λ=1)"),
 )
 
 PRESETS = {
     "smoke": dict(
         _COMMON, seed=0, image_size=16, model="smoke", batch_size=4, iterations=4, time_budget_s=None,
         pretrain_iterations=6, pretrain_time_budget_s=None, n_source=64, r1_gamma=0.01, ema_decay=0.9,
+        adapt_ema_decay=0.5,
         ss_resolution=8, freeze_d_blocks=1, n_eval=20, n_heldout=20, n_interp_pairs=2, interp_steps=6,
         arms=("TGAN", "L_all + L_SS"),
     ),
     "cpu": dict(
-        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=300, time_budget_s=75,
-        pretrain_iterations=1500, pretrain_time_budget_s=270, n_source=2000,
+        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=300, time_budget_s=50,
+        pretrain_iterations=3000, pretrain_time_budget_s=300, n_source=1000,
+        pretrain_lr=0.004,  # ours: 2x StyleGAN2's lr so that G_s makes faces within CPU minutes
         r1_gamma=0.0128,  # StyleGAN2 heuristic gamma = 0.0002 * res^2 / batch (32 px, batch 16)
-        ema_decay=0.995, ss_resolution=16, freeze_d_blocks=1, n_eval=200, n_heldout=200, n_interp_pairs=20,
+        ema_decay=0.995,
+        adapt_ema_decay=0.97,  # CDC: 0.5 ** (32 / 10k) ~ 0.998 over 5k steps; same half-life fraction here
+        ss_resolution=16, freeze_d_blocks=1, n_eval=200, n_heldout=200, n_interp_pairs=20,
         interp_steps=16,
     ),
     "gpu": dict(
         _COMMON, seed=0, image_size=64, model="gpu", batch_size=16, iterations=3000, time_budget_s=600,
         pretrain_iterations=30000, pretrain_time_budget_s=2400, n_source=20000, r1_gamma=0.05,
-        ema_decay=0.999, ss_resolution=16, freeze_d_blocks=2, n_eval=1000, n_heldout=1000, n_interp_pairs=50,
-        interp_steps=16,
+        ema_decay=0.999, adapt_ema_decay=0.99, ss_resolution=16, freeze_d_blocks=2, n_eval=1000, n_heldout=1000,
+        n_interp_pairs=50, interp_steps=16,
     ),
     "paper": dict(
         _COMMON, seed=0, image_size=256, model="paper",
@@ -79,8 +84,10 @@ PRESETS = {
         time_budget_s=None, pretrain_iterations=0,  # the paper starts from official checkpoints [L2017]
         pretrain_time_budget_s=None, n_source=0, dataset="ffhq", target_dataset="anime_face_10shot",
         r1_gamma=10.0,  # CDC's default r1 = 10 (specs C.3, [EXT])
-        ema_decay=0.999, ss_resolution=SS_RESOLUTION_PAPER, freeze_d_blocks=4, n_eval=5000, n_heldout=5000,
-        n_interp_pairs=50, interp_steps=16,
+        ema_decay=0.999,
+        adapt_ema_decay=0.9978,  # CDC: 0.5 ** (32 / 10_000) [EXT]
+        ss_resolution=SS_RESOLUTION_PAPER, freeze_d_blocks=4, n_eval=5000, n_heldout=5000, n_interp_pairs=50,
+        interp_steps=16,
     ),
 }
 
@@ -91,6 +98,8 @@ ARMS = {
     "L_SS (plain D)": dict(d_loss="last", freeze=False, use_ss=True),  # Table 7.3, row 2
     "L_all": dict(d_loss="all", freeze=False, use_ss=False),  # Table 7.3, row 5
     "L_all + L_SS": dict(d_loss="all", freeze=False, use_ss=True),  # the thesis' method, row 6
+    # Table 7.4's lambda sweep: the same method with lambda_SS = 1 instead of 5
+    "L_all + L_SS (λ=1)": dict(d_loss="all", freeze=False, use_ss=True, lambda_ss=1.0),
 }
 
 
@@ -224,11 +233,13 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
     """One fine-tuning step for ``nbsyn.train.fit``.
 
     D: ``L_all`` (Eq. 7.3) or the last-block loss, plus lazy R1 on the augmented shots.
-    G: the matching non-saturating loss, plus ``L_SS`` (Eq. 7.2) if the arm uses it.
+    G: the matching non-saturating loss, plus ``L_SS`` (Eq. 7.2) if the arm uses it, weighted by
+    ``lambda_ss`` unless the arm's spec fixes its own.
     """
     device = next(G_t.parameters()).device
     aug = augment or (lambda x: x)
     mode = spec["d_loss"]
+    lambda_ss = spec.get("lambda_ss", lambda_ss)  # an arm may fix its own lambda (Table 7.4)
     g_params = [p for p in G_t.parameters() if p.requires_grad]
     d_params = [p for p in D.parameters() if p.requires_grad]
     G_s.requires_grad_(False).eval()

@@ -87,7 +87,7 @@ CONFIGS: dict[str, StyleGAN2Config] = {
     "paper": StyleGAN2Config(),
     # small networks for CPU notebooks; same architecture, fewer channels and mapping layers
     "gpu": StyleGAN2Config(image_size=64, z_dim=256, w_dim=256, n_mlp=8, channel_base=8192, channel_max=256),
-    "cpu": StyleGAN2Config(image_size=32, z_dim=64, w_dim=64, n_mlp=4, channel_base=2048, channel_max=96),
+    "cpu": StyleGAN2Config(image_size=32, z_dim=64, w_dim=64, n_mlp=4, channel_base=512, channel_max=64),
     "smoke": StyleGAN2Config(image_size=16, z_dim=16, w_dim=16, n_mlp=2, channel_base=256, channel_max=16),
 }
 
