@@ -7,4 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/env.sh
+# OpenMP threads that spin while waiting collapse on a shared machine; passive waiting does not
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 exec "$PY" -m nbsyn.reproduce "$@"

@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/env.sh
+# OpenMP threads that spin while waiting collapse on a shared machine; passive waiting does not
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 export NBSYN_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 MPLBACKEND=Agg PYDEVD_DISABLE_FILE_VALIDATION=1
 if [ "$#" -eq 0 ]; then set -- -n 2 tests; fi
 exec "$PY" -m pytest "$@"

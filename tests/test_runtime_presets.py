@@ -118,3 +118,17 @@ def test_registered_tables_are_consistent(notebook):
         pytest.skip(f"{presets.NOTEBOOKS[notebook]} not written yet")
     table = presets.table(notebook)
     assert table["smoke"]["iterations"] <= table["cpu"]["iterations"] <= table["paper"]["iterations"]
+
+
+def test_thread_count_precedence(monkeypatch):
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("NBSYN_THREADS", "1")
+        assert runtime.set_threads() == 1 and runtime.set_threads(2) == 2
+        monkeypatch.delenv("NBSYN_THREADS")
+        monkeypatch.setattr(runtime.os, "getloadavg", lambda: (99.0, 99.0, 99.0))
+        assert runtime.set_threads() == 1  # a busy machine gets one thread
+        monkeypatch.setattr(runtime.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+        assert runtime.set_threads() == min(2, runtime.os.cpu_count())
+    finally:
+        torch.set_num_threads(threads)
