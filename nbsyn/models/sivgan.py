@@ -85,6 +85,7 @@ _PAPER = dict(
     video_frames=100,  # 60-100 frames per video [L1470]
     video_iterations=300_000,  # single video [L1468]
     video_time_budget_s=None,
+    threads=None,  # CPU threads (None: nbsyn.runtime's default)
 )
 
 PRESETS = {
@@ -100,11 +101,14 @@ PRESETS = {
     "cpu": {**_PAPER, "seed": 0, "iterations": 1500, "image_size": 32, "dataset": "scene", "time_budget_s": 200,
             "noise_shape": (4, 6), "g_base_channels": 16, "d_base_channels": 32, "d_blocks": 5, "num_low": 2,
             "lambda_dr": 1.75, "da_policy": "translation,flip", "ema_decay": 0.99, "n_eval_samples": 50,
-            "video_frames": 60, "video_iterations": 600, "video_time_budget_s": 60},
+            "video_frames": 60, "video_iterations": 600, "video_time_budget_s": 60,
+            # one thread: these nets are too small to gain from two, and on a shared 2-core machine two
+            # threads ran 10-20x slower (5 s vs 0.3 s per iteration, measured)
+            "threads": 1},
     "smoke": {**_PAPER, "seed": 0, "iterations": 4, "image_size": 16, "dataset": "scene", "time_budget_s": 20,
               "noise_shape": (2, 3), "g_base_channels": 4, "d_base_channels": 4, "d_blocks": 4, "num_low": 2,
               "lambda_dr": 1.75, "ema_decay": 0.9, "n_eval_samples": 8, "video_frames": 12,
-              "video_iterations": 2, "video_time_budget_s": 10},
+              "video_iterations": 2, "video_time_budget_s": 10, "threads": 1},
 }
 
 
