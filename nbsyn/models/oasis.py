@@ -54,9 +54,9 @@ PRESETS = {
         n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0,
         n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3,
     ),
-    # the default without CUDA: three variants x two seeds x 75 s of training, ~10 min in all
+    # the default without CUDA: four variants x two seeds x 60 s of training, ~11 min in all
     "cpu": dict(
-        _COMMON, seed=0, iterations=5000, image_size=32, batch_size=8, dataset="scenes", time_budget_s=75,
+        _COMMON, seed=0, iterations=5000, image_size=32, batch_size=8, dataset="scenes", time_budget_s=60,
         aspect=1, n_train=400, n_test=64, num_res_blocks=3, channels_g=16, channels_d=16, spade_hidden=32,
         n_layers_d=3, ndf=32, lambda_labelmix=5.0,
         ema_decay=0.98,  # 0.9999 averages over ~10k steps; a cpu run has a few hundred
