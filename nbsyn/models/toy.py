@@ -22,7 +22,7 @@ PRESETS = {
                   n_train=64, z_dim=32, width=16, lr=2e-4, beta1=0.5, ema_decay=0.9, loss="ns",
                   toy_steps=30, toy_batch=64, toy_seeds=1, toy_lr=1e-3, toy_budget_s=None, snapshot_every=10, n_eval=16),
     "cpu": dict(seed=0, iterations=3000, image_size=32, batch_size=32, dataset="faces", time_budget_s=100,
-                n_train=2048, z_dim=64, width=32, lr=2e-4, beta1=0.5, ema_decay=0.999, loss="ns",
+                n_train=2048, z_dim=64, width=32, lr=2e-4, beta1=0.5, ema_decay=0.995, loss="ns",
                 toy_steps=1000, toy_batch=256, toy_seeds=2, toy_lr=1e-3, toy_budget_s=25, snapshot_every=500, n_eval=64),
     "gpu": dict(seed=0, iterations=20000, image_size=64, batch_size=64, dataset="faces", time_budget_s=3000,
                 n_train=20000, z_dim=100, width=64, lr=2e-4, beta1=0.5, ema_decay=0.999, loss="ns",
