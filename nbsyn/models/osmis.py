@@ -382,7 +382,7 @@ PRESETS = {
     # code's normalisation (notebook 02). time_budget_s is per GAN arm.
     "cpu": {**_PAPER, "seed": 0, "iterations": 1500, "image_size": 32, "dataset": "scenes", "time_budget_s": 200,
             "noise_shape": (4, 6), "g_base_channels": 8, "d_base_channels": 16, "d_blocks": 5, "num_low": 2,
-            "lambda_dr": 1.75, "p0": 225, "ema_decay": 0.99, "n_eval_samples": 60, "seg_steps": 300,
+            "lambda_dr": 1.75, "p0": 225, "ema_decay": 0.99, "n_eval_samples": 60, "seg_steps": 120,
             "seg_seeds": 3, "heldout": 24, "arms": ("mca", "concat")},
     "smoke": {**_PAPER, "seed": 0, "iterations": 4, "image_size": 16, "dataset": "scenes", "time_budget_s": 20,
               "noise_shape": (2, 3), "g_base_channels": 4, "d_base_channels": 4, "d_blocks": 4, "num_low": 2,
