@@ -62,7 +62,7 @@ PRESETS = {
         arms=("TGAN", "L_all + L_SS"),
     ),
     "cpu": dict(
-        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=300, time_budget_s=50,
+        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=200, time_budget_s=75,
         pretrain_iterations=3000, pretrain_time_budget_s=300, n_source=1000,
         pretrain_lr=0.004,  # ours: 2x StyleGAN2's lr so that G_s makes faces within CPU minutes
         r1_gamma=0.0128,  # StyleGAN2 heuristic gamma = 0.0002 * res^2 / batch (32 px, batch 16)
