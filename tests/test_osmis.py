@@ -346,3 +346,31 @@ def test_pair_rows_layout():
     rows = osmis.pair_rows(images, labels, osmis.object_palette(2))
     assert rows.shape == (6, 3, 4, 6)
     assert torch.equal(rows[:2], images) and not torch.equal(rows[2], rows[4])
+
+
+def test_generate_samples_masks_during_warmup_only(smoke_cfg):
+    image, labels = tiny_pair(smoke_cfg)
+    model = osmis.OSMIS(smoke_cfg, image, labels, 3)
+    _, _, early = model.generate(iteration=0)  # < P_0: per-channel Bernoulli, not always one-hot
+    _, _, late = model.generate(iteration=smoke_cfg["p0"])
+    assert not torch.equal(early.detach().sum(1), torch.ones_like(early[:, 0]))
+    assert torch.equal(late.detach().sum(1), torch.ones_like(late[:, 0]))
+    no_warmup = osmis.OSMIS(smoke_cfg, image, labels, 3, warmup=False)
+    _, _, hard = no_warmup.generate(iteration=0)
+    assert torch.equal(hard.detach().sum(1), torch.ones_like(hard[:, 0]))
+
+
+def test_loss_parts_combine_eq_6_1_with_the_object_term(smoke_cfg):
+    torch.manual_seed(0)
+    d = osmis.build_discriminator(smoke_cfg, 3).eval()
+    image, labels = tiny_pair(smoke_cfg)
+    mask = F.one_hot(labels, 3).permute(0, 3, 1, 2).float()
+    out = d(image, mask)
+    alpha = osmis.class_balance_weights(mask)
+    base_real, _ = sivgan.adversarial_loss(out, True)  # 2 * low + layout (content is empty with MCA)
+    total, logs = osmis.discriminator_loss_parts(out, True, alpha)
+    expected = base_real + torch.stack([osmis.object_loss_real(lg, alpha) for lg in out.objects]).mean()
+    assert torch.allclose(total, expected) and "object" in logs
+    fake, _ = osmis.discriminator_loss_parts(out, False, None)
+    base_fake, _ = sivgan.adversarial_loss(out, False)
+    assert torch.allclose(fake, base_fake + torch.stack([osmis.object_loss_fake(lg) for lg in out.objects]).mean())
