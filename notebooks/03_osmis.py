@@ -255,11 +255,12 @@ print("alpha for 4 background and 2 object pixels:", [round(a, 4) for a in alpha
 # %%
 # NBVAL_CHECK_OUTPUT
 paper = nbsyn.presets.resolve("03_osmis", "paper")
-rows = [("G  (SIV-GAN)", sivgan.build_generator(paper)), ("G  (OSMIS, N=3)", osmis.build_generator(paper, 3)),
-        ("D  (SIV-GAN, N_low=4)", sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4)),
-        ("D  (OSMIS MCA, N=3)", osmis.build_discriminator(paper, 3)),
-        ("D  (input concat., N=3)", osmis.build_discriminator(paper, 3, "concat"))]
-for name, module in rows:
+param_rows = [("G  (SIV-GAN)", sivgan.build_generator(paper)),
+              ("G  (OSMIS, N=3)", osmis.build_generator(paper, 3)),
+              ("D  (SIV-GAN, N_low=4)", sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4)),
+              ("D  (OSMIS MCA, N=3)", osmis.build_discriminator(paper, 3)),
+              ("D  (input concat., N=3)", osmis.build_discriminator(paper, 3, "concat"))]
+for name, module in param_rows:
     print(f"{name:26s} {sivgan.count_parameters(module):>10,d} parameters (paper scale)")
 for name, module in [("G at this preset", osmis.build_generator(cfg, N)),
                      ("D at this preset", osmis.build_discriminator(cfg, N))]:
