@@ -375,12 +375,16 @@ ckpt_dir = Path(out_dir) / "checkpoints"
 
 
 def ckpt(variant, s):
+    """Checkpoints for long runs (paper, gpu presets), which resume after an interruption."""
     return ckpt_dir / f"{variant.replace(' ', '_').replace('/', '')}_seed{s}.pt" if cfg.checkpoint_every else None
 
 
+main_ckpt = ckpt_dir / f"OASIS_seed{cfg.seed}.pt"  # kept so that section 10 can continue this run
+if not cfg.checkpoint_every and main_ckpt.exists():
+    main_ckpt.unlink()  # small presets always start fresh
 runs = {}
 runs[("OASIS", cfg.seed)] = O.train_variant(cfg, "OASIS", train_set, cfg.seed, dontcare=dontcare, device=dev,
-                                            ckpt_path=ckpt("OASIS", cfg.seed))
+                                            ckpt_path=main_ckpt)
 main_run = runs[("OASIS", cfg.seed)]
 O.recalibrate_ema(main_run, train_set, cfg, N)
 G_ema = main_run.ema.module
@@ -556,7 +560,7 @@ viz.save(fig, out_dir, "experiment_samples")
 plt.show()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(13, 3))
+fig, axes = plt.subplots(1, 4, figsize=(16, 3))
 for ax, key, title in zip(axes, ("miou", "accuracy", "msssim"), ("mIoU ↑", "pixel accuracy ↑", "MS-SSIM ↓ (diversity)")):
     for i, variant in enumerate(O.VARIANTS):
         values = [results[(variant, s)][key] for s in seeds]
@@ -567,6 +571,12 @@ for ax, key, title in zip(axes, ("miou", "accuracy", "msssim"), ("mIoU ↑", "pi
         ax.legend(fontsize=8, loc="lower right")
     ax.set_xticks(range(len(O.VARIANTS)), ["OASIS", "no LabelMix", "SPADE+ D", "SPADE D\n+ FM"], fontsize=8)
     ax.set_title(title)
+for i, variant in enumerate(O.VARIANTS):  # a loaded machine gives runs different step counts
+    axes[3].scatter([results[(variant, s)]["steps"] for s in seeds], [results[(variant, s)]["miou"] for s in seeds],
+                    color=f"C{i}", label=variant, s=30)
+axes[3].set_xlabel("training steps reached")
+axes[3].set_title("mIoU vs steps (each dot a run)")
+axes[3].legend(fontsize=7)
 fig.suptitle(f"{len(seeds)} seed(s) per variant, {cfg.time_budget_s} s of training each", fontsize=10)
 fig.tight_layout()
 viz.save(fig, out_dir, "experiment_scores")
@@ -588,7 +598,34 @@ plt.show()
 #   seed spread.
 
 # %% [markdown]
-# ## 10. Play with it: resample the noise globally or for one class
+# ## 10. Training OASIS longer
+#
+# The experiment's runs are short. For the figures and widgets below, the OASIS run of the first seed
+# continues from its checkpoint until `showcase_budget_s` seconds of training in all (180 s at the
+# `cpu` preset): the same run, more steps.
+
+# %%
+long_cfg = {**cfg.as_dict(), "time_budget_s": cfg.showcase_budget_s}
+showcase = O.train_variant(long_cfg, "OASIS", train_set, cfg.seed, dontcare=dontcare, device=dev,
+                           ckpt_path=main_ckpt)
+O.recalibrate_ema(showcase, train_set, cfg, N)
+G_ema = showcase.ema.module
+results_long = evaluate(showcase)
+print(f"OASIS, seed {cfg.seed}: {showcase.history.steps} steps in {showcase.history.seconds:.0f} s: "
+      f"mIoU {results_long['miou']:.3f} (after {results[('OASIS', cfg.seed)]['steps']} steps: "
+      f"{results[('OASIS', cfg.seed)]['miou']:.3f}), accuracy {results_long['accuracy']:.3f}, "
+      f"MS-SSIM {results_long['msssim']:.3f}")
+longer = O.generate(G_ema, test_labels.to(dev), N, fixed_noise.to(dev)).cpu()
+fig, axes = plt.subplots(3, 1, figsize=(1.4 * n_show, 4.6))
+viz.show_images(viz.colorize(test_labels, test_set.palette), n_show, "test label maps", axes[0])
+viz.show_images(fakes, n_show, f"OASIS after {results[('OASIS', cfg.seed)]['steps']} steps", axes[1])
+viz.show_images(longer, n_show, f"the same run after {showcase.history.steps} steps", axes[2])
+fig.tight_layout()
+viz.save(fig, out_dir, "samples_longer")
+plt.show()
+
+# %% [markdown]
+# ## 11. Play with it: resample the noise globally or for one class
 #
 # Choose *whole image* or a class, and move the seed: the label map stays fixed. With a class chosen,
 # only the noise of that class's pixels changes [L1093]. The generator's later layers also see the
@@ -640,7 +677,7 @@ viz.save(fig, out_dir, "widget_resample")
 plt.show()
 
 # %% [markdown]
-# ## 11. Play with it: paint the label map and regenerate
+# ## 12. Play with it: paint the label map and regenerate
 #
 # Pick a class and a brush, paint onto the map (left), and press *generate*: the same noise, a new
 # layout. Below the widget, a static example paints a lake and a tree into a test map.
@@ -676,7 +713,7 @@ viz.save(fig, out_dir, "widget_paint")
 plt.show()
 
 # %% [markdown]
-# ## 12. Results next to the thesis
+# ## 13. Results next to the thesis
 #
 # Our numbers are from 32 px procedural scenes with 8 classes, a small U-Net segmenter, and a few
 # minutes of CPU training. The thesis's are from ADE20K at 256 px, UperNet101 and 200 epochs on four
@@ -697,6 +734,8 @@ rows = [
      "paper": 0.65, "note": f"Table 4.2; {cfg.diversity_samples} samples x {cfg.diversity_maps} maps"},
     {"experiment": "OASIS", "metric": "FID", "ours": fid_value.format() if fid_value.available else "unavailable",
      "paper": 28.3, "note": fid_value.unavailable_reason or "Inception weights from the hub cache"},
+    {"experiment": f"OASIS, seed {cfg.seed}, {showcase.history.steps} steps", "metric": "mIoU",
+     "ours": f"{results_long['miou']:.3f}", "paper": 48.8, "note": f"the run of section 10 ({cfg.showcase_budget_s} s)"},
     {"experiment": "OASIS w/o LabelMix", "metric": "mIoU", "ours": fmt_range("OASIS w/o LabelMix", "miou"),
      "paper": 66.3, "note": "IJCV Table 11, Cityscapes (with LabelMix 69.3); ADE20K w/o 3D noise: 51.6 vs 50.6"},
     {"experiment": "SPADE+ D (3D noise, no VGG, no FM)", "metric": "mIoU", "ours": fmt_range("SPADE+ D", "miou"),
@@ -720,7 +759,7 @@ print("mIoU: ours in [0, 1], the thesis's in percent")
 record_results(out_dir, "01_oasis", cfg, rows)
 
 # %% [markdown]
-# ## 13. What we simplified
+# ## 14. What we simplified
 #
 # * **Scale.** 32 px procedural scenes with 8 classes instead of 256 px ADE20K / Cityscapes /
 #   COCO-Stuff; a generator of ~0.75M instead of 72M parameters (3 SPADE blocks, 16 base channels,
