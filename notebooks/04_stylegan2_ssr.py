@@ -406,7 +406,7 @@ for name, r in results.items():
 # %%
 zz = torch.randn(2, model_cfg.z_dim, generator=torch.Generator().manual_seed(11)).to(dev)
 strips = {name: ssr.interpolation_frames(G, zz[:1], zz[1:], 10)[0].cpu() for name, G in generators.items()}
-fig, axes = plt.subplots(len(strips), 1, figsize=(12, 1.45 * len(strips)))
+fig, axes = plt.subplots(len(strips), 1, figsize=(12, 1.8 * len(strips)))
 for ax, (name, frames) in zip(axes, strips.items()):
     si = ssr.staircase_index(frames[None]).item()
     viz.show_images(frames, nrow=10, title=f"{name}  (staircase index of this path: {si:.2f})", ax=ax)
@@ -446,9 +446,11 @@ plt.show()
 # * **$\mathcal L_{all}$ alone** did not prevent collapse in our short runs; the thesis' quality gain
 #   from $\mathcal L_{all}$ (FID 178 → 116) needs FID to be seen, which is unavailable offline.
 # * **The staircase index does not separate the arms** here: collapsed generators barely move along a
-#   path, so their largest and mean steps are both small. The interpolation figure is more telling:
-#   the fine-tuned generators show the same scene along the whole path, the $\mathcal L_{SS}$ ones
-#   change gradually along with the source.
+#   path, so their largest and mean steps are both small. Nor does the interpolation figure show the
+#   thesis' "staircases" (Fig. 7.5): at 200 steps every adapted generator changes only a little along
+#   the path — the fine-tuned ones because they have collapsed onto one scene, the $\mathcal L_{SS}$
+#   ones while keeping the source's layout. Staircases need a generator that has learned the 10
+#   modes, which takes longer than our budget.
 
 # %% [markdown]
 # ## 8. Interactive: source vs. adapted generator
