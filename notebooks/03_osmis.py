@@ -315,6 +315,8 @@ for arm in cfg.arms:
     images, labels = samples[arm]
     fig = viz.show_images(osmis.pair_rows(images[:8], labels[:8], data.palette), nrow=min(8, len(images)),
                           title=f"[{arm}] generated images / masks / overlay", scale=1.8)
+    fig.axes[-1].legend(handles=viz.legend_handles(data.class_names, data.palette), loc="upper left",
+                        bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     viz.save(fig, out_dir, f"samples_{arm}")
     plt.show()
 
@@ -456,6 +458,8 @@ display(panel.widget())
 
 # %%
 fig = viz.show_images(generate_pairs(0), nrow=6, title="OSMIS samples, seed 0: image / mask / overlay", scale=2)
+fig.axes[-1].legend(handles=viz.legend_handles(data.class_names, data.palette), loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
 viz.save(fig, out_dir, "widget_static")
 plt.show()
 
