@@ -278,6 +278,7 @@ del probe_d
 # |---|---|---|---|
 # | TGAN | last block | – | plain fine-tuning of G and D (Wang et al. 2018) [L623] |
 # | FreezeD | last block, early D layers frozen | – | Mo et al. 2020 [L623-625] |
+# | CDC | image-level D near 10 anchor latents, else a patch-level head | – | Ojha et al. 2021 [L627, L910]: plus a cross-domain distance-consistency loss |
 # | L_SS (plain D) | last block | ✓ | Table 7.3 row 2 |
 # | L_all | every block (Eq. 7.3) | – | Table 7.3 row 5 |
 # | L_all + L_SS | every block | ✓ | **the thesis' method**, $\lambda_{SS}=5$ |
@@ -539,10 +540,10 @@ plt.show()
 
 # %%
 # Face -> Anime: Table 7.1 (TGAN, FreezeD, ours), Table 7.3 (ablation rows), Table 7.4 (lambda = 1)
-PAPER_FID = {"TGAN": 153.2, "FreezeD": 112.4, "L_SS (plain D)": 180.7, "L_all": 116.4, "L_all + L_SS": 97.3,
-             "L_all + L_SS (λ=1)": 96.4}
-PAPER_LPIPS = {"TGAN": 0.29, "FreezeD": 0.22, "L_SS (plain D)": 0.61, "L_all": 0.36, "L_all + L_SS": 0.57,
-               "L_all + L_SS (λ=1)": 0.51}
+PAPER_FID = {"TGAN": 153.2, "FreezeD": 112.4, "CDC": 140.2, "L_SS (plain D)": 180.7, "L_all": 116.4,
+             "L_all + L_SS": 97.3, "L_all + L_SS (λ=1)": 96.4}
+PAPER_LPIPS = {"TGAN": 0.29, "FreezeD": 0.22, "CDC": 0.50, "L_SS (plain D)": 0.61, "L_all": 0.36,
+               "L_all + L_SS": 0.57, "L_all + L_SS (λ=1)": 0.51}
 scale = f"{cfg.preset}: {cfg.image_size}px, {cfg.dataset}->{cfg.target_dataset}, {cfg.n_shots} shots"
 table_rows = []
 for arm in adapted:
@@ -589,5 +590,9 @@ print(f"saved {path}; whole notebook: {time.perf_counter() - notebook_start:.0f}
 #   averaged over positions, the original D output as the last head; R1 kept during adaptation; no
 #   path-length regularisation (not needed for the method, and omitted to save CPU time); DA =
 #   translation + flips with p = 0.5; FreezeD freezes FromRGB and the first `freeze_d_blocks` blocks.
-# * **Baselines.** TGAN and FreezeD are in; CDC, RSSA, AdAM, PPL and MixDL are not implemented.
+# * **Baselines.** TGAN, FreezeD and CDC are in. CDC follows its own paper, not the thesis (which does
+#   not restate it): distance consistency on the features of every synthesis block with weight 1000,
+#   anchor steps every 4th iteration with the image-level D, patch-level steps with the middle head
+#   (these settings are from CDC's paper and code defaults, not verified here). RSSA, AdAM, PPL and
+#   MixDL are not implemented.
 # * **Seeds.** One training run per arm; the ± is over evaluation latents only.

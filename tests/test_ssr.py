@@ -172,3 +172,50 @@ def test_presets_are_valid_and_carry_the_paper_values():
         assert set(values["arms"]) <= set(ssr.ARMS), name
     with pytest.raises(ValueError, match="unknown preset"):
         presets.resolve("04_stylegan2_ssr", "laptop")
+
+
+def test_cdc_distance_consistency_zero_at_source_positive_after_change():
+    torch.manual_seed(0)
+    G_s, _ = sg.build("smoke")
+    G_t = copy.deepcopy(G_s)
+    z = torch.randn(4, G_s.cfg.z_dim)
+    assert ssr.distance_consistency_loss(G_s, G_t, z).item() == pytest.approx(0.0, abs=1e-6)
+    with torch.no_grad():
+        G_t.synthesis.blocks[1].convs[0].conv.weight.normal_()
+    loss = ssr.distance_consistency_loss(G_s, G_t, z)
+    assert loss.item() > 0
+    loss.backward()
+    assert G_t.synthesis.blocks[1].convs[0].conv.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="at least 2"):
+        ssr.distance_consistency_loss(G_s, G_t, z[:1])
+
+
+def test_cdc_kl_by_hand_for_three_samples():
+    # features = one-hot-ish vectors: cosine similarities are known, so is the softmax over j != i
+    class Fixed(nn.Module):
+        def __init__(self, feats):
+            super().__init__()
+            self.feats = nn.Parameter(feats)
+
+        def forward(self, z, noise_mode="const", return_features=False):
+            return None, {4: self.feats.view(3, 2, 1, 1)}
+
+    a = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    b = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    loss = ssr.distance_consistency_loss(Fixed(a), Fixed(b), torch.zeros(3, 1), lambda_cdc=1.0)
+    c = 2**-0.5
+
+    def rows(sim):
+        return torch.tensor(sim).softmax(1)
+
+    p_s = rows([[0.0, c], [0.0, c], [c, c]])  # sims of a without the diagonal
+    p_t = rows([[1.0, 0.0], [1.0, 0.0], [0.0, 0.0]])
+    want = (p_s * (p_s.log() - p_t.log())).mean()
+    torch.testing.assert_close(loss, want)
+
+
+def test_patch_mode_returns_the_middle_head_only():
+    _, D = sg.build("smoke", image_size=32)
+    pd = ssr.PerBlockDiscriminator(D)
+    out = pd(torch.randn(2, 3, 32, 32), "patch")
+    assert len(out) == 1 and out[0].shape == (2, 1, 8, 8) and pd.patch_block == 1

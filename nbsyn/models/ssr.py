@@ -16,7 +16,8 @@ Two ideas [L1972]:
 
 Baselines with the same budget: TGAN (plain fine-tuning of G and D [L623]) and FreezeD (the
 earliest D layers frozen [L623-625]); the ablation arm "L_SS with the plain D" reproduces the
-second row of Table 7.3. CDC (Ojha et al. 2021) is not implemented here.
+second row of Table 7.3. CDC (Ojha et al. 2021), the strongest prior method of Table 7.1 in
+LPIPS, is included from its own paper's description (the thesis does not restate it).
 
 The StyleGAN2 backbone is ``nbsyn.models.stylegan2``. ``PRESETS`` serves notebook
 ``04_stylegan2_ssr``.
@@ -29,6 +30,7 @@ import itertools
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from nbsyn.models import stylegan2 as sg
 from nbsyn.nn.heads import DecisionHead, per_block_bce
@@ -50,7 +52,7 @@ _COMMON = dict(
     lambda_ss=LAMBDA_SS,  # lambda_SS = 5 [L2019]
     diffaug_policy="translation,flip",  # DA on real and fake [L918-927]; Ch. 7 does not name its DA
     diffaug_p=0.5,
-    arms=("TGAN", "FreezeD", "L_SS (plain D)", "L_all", "L_all + L_SS", "L_all + L_SS (λ=1)"),
+    arms=("TGAN", "FreezeD", "CDC", "L_SS (plain D)", "L_all", "L_all + L_SS", "L_all + L_SS (λ=1)"),
 )
 
 PRESETS = {
@@ -59,7 +61,7 @@ PRESETS = {
         pretrain_iterations=6, pretrain_time_budget_s=None, n_source=64, r1_gamma=0.01, ema_decay=0.9,
         adapt_ema_decay=0.5,
         ss_resolution=8, freeze_d_blocks=1, n_eval=20, n_heldout=20, n_interp_pairs=2, interp_steps=6,
-        arms=("TGAN", "L_all + L_SS"),
+        arms=("TGAN", "CDC", "L_all + L_SS"),
     ),
     "cpu": dict(
         _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=200, time_budget_s=75,
@@ -100,7 +102,14 @@ ARMS = {
     "L_all + L_SS": dict(d_loss="all", freeze=False, use_ss=True),  # the thesis' method, row 6
     # Table 7.4's lambda sweep: the same method with lambda_SS = 1 instead of 5
     "L_all + L_SS (λ=1)": dict(d_loss="all", freeze=False, use_ss=True, lambda_ss=1.0),
+    # CDC (Ojha et al. 2021) [L627, L910]: distance consistency + anchor / patch discriminator
+    "CDC": dict(d_loss="cdc", freeze=False, use_ss=False, cdc=True),
 }
+
+# CDC settings (not in the thesis; [EXT] from the CDC paper and its released defaults)
+CDC_LAMBDA = 1000.0  # weight of the distance-consistency KL
+CDC_ANCHOR_EVERY = 4  # every 4th step samples z near an anchor and uses the image-level D
+CDC_ANCHOR_STD = 0.05  # spread of z around an anchor
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,13 +182,22 @@ class PerBlockDiscriminator(nn.Module):
         return len(self.heads) + 1
 
     def forward(self, x: torch.Tensor, mode: str = "all") -> list[torch.Tensor]:
-        """``mode='all'``: every block's logits (L_all); ``mode='last'``: only the original logit."""
+        """``mode='all'``: every block's logits (L_all); ``mode='last'``: only the original logit;
+        ``mode='patch'``: only the head of the middle block (a PatchGAN decision at k < N, as CDC)."""
         if mode == "last":
             return [self.D(x)]
-        if mode != "all":
-            raise ValueError(f"mode must be 'all' or 'last', got {mode!r}")
+        if mode not in ("all", "patch"):
+            raise ValueError(f"mode must be 'all', 'last' or 'patch', got {mode!r}")
         logits, feats = self.D(x, return_features=True)
+        if mode == "patch":
+            k = self.patch_block
+            return [self.heads[k](feats[k])]
         return [head(f) for head, f in zip(self.heads, feats)] + [logits]
+
+    @property
+    def patch_block(self) -> int:
+        """Index of the block whose head makes the patch-level decision (the middle one)."""
+        return (len(self.heads) - 1) // 2
 
     def freeze_early_layers(self, n_blocks: int) -> list[str]:
         """FreezeD (Mo et al. 2020): freeze FromRGB and the first ``n_blocks`` blocks of D.
@@ -204,6 +222,34 @@ def d_loss_all(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor])
 def g_loss_all(fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """The matching non-saturating generator loss, averaged over the same N heads."""
     return per_block_bce(fake_logits, real=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# CDC baseline (Ojha et al. 2021), the thesis' main prior method [L627, L910]
+# ---------------------------------------------------------------------------------------------
+def distance_consistency_loss(G_s: sg.Generator, G_t: sg.Generator, z: torch.Tensor,
+                              lambda_cdc: float = CDC_LAMBDA) -> torch.Tensor:
+    """CDC's cross-domain distance consistency: for every synthesis block l and sample i, the
+    softmax over j != i of the cosine similarities between the features of samples i and j must be
+    the same in G_t as in G_s; KL(p_s || p_t), averaged over entries as in CDC's code, summed over
+    blocks. It needs a batch of at least 2 latents. A *non-gradient* constraint on image
+    similarities, the kind the thesis argues breaks for dissimilar domains [L3918]."""
+    b = z.shape[0]
+    if b < 2:
+        raise ValueError("the distance-consistency loss needs a batch of at least 2 latents")
+    off_diagonal = ~torch.eye(b, dtype=torch.bool, device=z.device)
+    with torch.no_grad():
+        _, feats_s = G_s(z, noise_mode="const", return_features=True)
+    _, feats_t = G_t(z, noise_mode="const", return_features=True)
+    loss = z.new_zeros(())
+    for res in feats_s:
+        sims = []
+        for feats in (feats_s[res], feats_t[res]):
+            f = F.normalize(feats.flatten(1), dim=1)
+            sims.append((f @ f.t())[off_diagonal].view(b, b - 1))
+        log_p_s, log_p_t = sims[0].log_softmax(dim=1), sims[1].log_softmax(dim=1)
+        loss = loss + (log_p_s.exp() * (log_p_s - log_p_t)).mean()  # KL(p_s || p_t), mean over entries
+    return lambda_cdc * loss
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,12 +280,26 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
 
     D: ``L_all`` (Eq. 7.3) or the last-block loss, plus lazy R1 on the augmented shots.
     G: the matching non-saturating loss, plus ``L_SS`` (Eq. 7.2) if the arm uses it, weighted by
-    ``lambda_ss`` unless the arm's spec fixes its own.
+    ``lambda_ss`` unless the arm's spec fixes its own. The CDC arm instead alternates anchor steps
+    (z near one of ``n_shots`` anchors, image-level D) with patch-level steps, and adds the
+    distance-consistency loss.
     """
     device = next(G_t.parameters()).device
     aug = augment or (lambda x: x)
-    mode = spec["d_loss"]
     lambda_ss = spec.get("lambda_ss", lambda_ss)  # an arm may fix its own lambda (Table 7.4)
+    cdc = spec.get("cdc", False)
+    z_dim = G_t.cfg.z_dim
+    if cdc:  # CDC's anchors: one latent region per shot, seeded so that every run gets the same ones
+        anchors = torch.randn(shots.shape[0], z_dim, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def sample_z(i: int) -> tuple[torch.Tensor, str]:
+        """Latents and the D mode of this step (CDC alternates anchor/image-level and patch-level)."""
+        if not cdc:
+            return torch.randn(batch_size, z_dim, device=device), spec["d_loss"]
+        if i % CDC_ANCHOR_EVERY == 0:
+            pick = torch.randint(anchors.shape[0], (batch_size,), device=device)
+            return anchors[pick] + CDC_ANCHOR_STD * torch.randn(batch_size, z_dim, device=device), "last"
+        return torch.randn(batch_size, z_dim, device=device), "patch"
     g_params = [p for p in G_t.parameters() if p.requires_grad]
     d_params = [p for p in D.parameters() if p.requires_grad]
     G_s.requires_grad_(False).eval()
@@ -253,8 +313,9 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
         real = shots[idx].to(device)
         set_grad(g_params, False)
         set_grad(d_params, True)
+        z, mode = sample_z(i)
         with torch.no_grad():
-            fake = G_t(torch.randn(batch_size, G_t.cfg.z_dim, device=device))
+            fake = G_t(z)
         loss_d = d_loss_all(D(aug(real), mode), D(aug(fake), mode))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
@@ -268,9 +329,13 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
             opt_d.step()
         set_grad(g_params, True)
         set_grad(d_params, False)
-        z = torch.randn(batch_size, G_t.cfg.z_dim, device=device)
+        z, mode = sample_z(i)
         loss_g = g_loss_all(D(aug(G_t(z)), mode))
         total = loss_g
+        if cdc:
+            loss_cdc = distance_consistency_loss(G_s, G_t, torch.randn(batch_size, z_dim, device=device))
+            total = total + loss_cdc
+            out["loss_cdc"] = loss_cdc.item()
         if spec["use_ss"]:
             loss_ss = smoothness_similarity_loss(G_s, G_t, z, ss_resolution, lambda_ss)
             total = total + loss_ss
