@@ -45,7 +45,7 @@ import nbsyn
 import nbsyn.presets
 import nbsyn.runtime
 from nbsyn import metrics, viz, widgets
-from nbsyn.data.single import SCENE_CLASSES, SCENE_PALETTE, load_training_frames
+from nbsyn.data.single import load_training_frames
 from nbsyn.models import sivgan as S
 from nbsyn.nn.diffaug import diff_augment
 from nbsyn.reproduce import record_results

@@ -21,7 +21,6 @@ Everything returns images in [-1, 1] of shape (N, 3, H, W) at any H x W.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
@@ -122,7 +121,6 @@ def _photo(name: str) -> torch.Tensor:
 
 def _crop_resize(img: torch.Tensor, top: float, left: float, ch: float, cw: float, h: int, w: int) -> torch.Tensor:
     """Crop a (fractional) window by bilinear sampling and resize it to h x w (antialiased)."""
-    H, W = img.shape[-2:]
     t0, l0 = int(round(top)), int(round(left))
     crop = img[:, t0:t0 + int(round(ch)), l0:l0 + int(round(cw))]
     return F.interpolate(crop[None], size=(h, w), mode="bilinear", antialias=True, align_corners=False)[0]
