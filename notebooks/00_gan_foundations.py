@@ -121,8 +121,10 @@ plt.show()
 # %% [markdown]
 # One training step is the thesis' Algorithm 1 (L789–805): a discriminator step on a real batch
 # and a detached fake batch, then a generator step through the updated discriminator. We also log
-# $D(x)$ and $D(G(z))$: with the NS loss they are probabilities, and in a healthy game both hover
-# between 0.3 and 0.8 — $D(x)\to 1$, $D(G(z))\to 0$ means $D$ has won and $G$ gets little signal.
+# $D(x)$ and $D(G(z))$: with the NS loss they are probabilities. $D(x)\to 1$, $D(G(z))\to 0$ means $D$
+# separates real from fake easily; with the saturating loss $\log(1-D(G(z)))$ the generator would
+# then get almost no gradient, with the NS loss it still does, which is why small DCGANs often keep
+# improving while $D$ looks like it has won.
 
 # %%
 print(inspect.getsource(toy.adversarial_step))
@@ -210,10 +212,11 @@ print(f"\nIn this run, {best} covered the most modes and {worst} the fewest.")
 # **What to take from it.** On this toy problem the outcome depends strongly on the seed and the
 # budget; published comparisons (Kurach et al. 2019, which the thesis cites at L522) found no loss
 # consistently better once regularisation and hyperparameters are tuned, which is why the thesis
-# keeps the NS loss and spends its effort on the discriminator's *design* instead. Two effects are
-# usually visible: the unregularised NS game oscillates (the snapshots), and the regularisers damp
-# the discriminator (lower, smoother $D$ loss); whether that helps mode coverage within a short
-# budget is exactly what the table above measures, and it is reported as it came out.
+# keeps the NS loss and spends its effort on the discriminator's *design* instead. Read the table
+# with its spread: with two seeds, a gap smaller than the min–max range is noise. The snapshots show
+# whether the NS generator hopped between modes or spread out steadily in this run, and the curves
+# show how much each regulariser changed the discriminator's loss; neither is guaranteed at a short
+# budget, and the numbers are reported as they came out.
 
 # %% [markdown]
 # ## 2 · A small DCGAN on procedural faces, with EMA
