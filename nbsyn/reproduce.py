@@ -97,6 +97,10 @@ def fmt(value) -> str:
 
 def build_report(out_root: Path, runs: Sequence[Mapping], preset: str) -> Path:
     """``report.md``: a status line per notebook, then each notebook's results table and figures."""
+    if preset == "auto":
+        from nbsyn.presets import auto_preset
+
+        preset = f"auto ({auto_preset()})"
     lines = ["# nbsyn reproduction report", "",
              f"Run `{out_root.name}`, preset `{preset}`, written {datetime.now().isoformat(timespec='seconds')}.",
              "Our numbers come from the scale named in each section (small images, short training, procedural or",
