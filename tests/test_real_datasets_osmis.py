@@ -122,15 +122,8 @@ def encode_rle_string(runs):
 def test_coco_compressed_rle_round_trip():
     rng = np.random.default_rng(0)
     mask = rng.random((7, 9)) > 0.6
-    flat = mask.T.reshape(-1)
-    runs, value, count = [], False, 0
-    for v in flat:
-        if v == value:
-            count += 1
-        else:
-            runs.append(count)
-            value, count = v, 1
-    runs.append(count)
+    runs = coco_oneshot.mask_to_runs(mask)
+    assert np.array_equal(coco_oneshot.rle_to_mask({"size": [7, 9], "counts": runs}), mask)
     counts = encode_rle_string(runs)
     assert coco_oneshot.decode_rle_string(counts) == runs
     assert np.array_equal(coco_oneshot.rle_to_mask({"size": [7, 9], "counts": counts}), mask)

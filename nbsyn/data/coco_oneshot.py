@@ -83,6 +83,21 @@ def rle_to_mask(rle: dict) -> np.ndarray:
     return flat.reshape(w, h).T
 
 
+def mask_to_runs(mask: np.ndarray) -> list[int]:
+    """The inverse of ``rle_to_mask``'s decoding: uncompressed COCO RLE runs of an (h, w) mask
+    (column-major, alternating 0 and 1, starting with 0). Used to write fixtures and to test."""
+    flat = np.asarray(mask, dtype=bool).T.reshape(-1)
+    runs, value, count = [], False, 0
+    for v in flat:
+        if v == value:
+            count += 1
+        else:
+            runs.append(count)
+            value, count = v, 1
+    runs.append(count)
+    return runs
+
+
 def polygons_to_mask(polygons: list, h: int, w: int) -> np.ndarray:
     """(h, w) bool mask of the union of COCO polygons: pixel (row r, col c) is inside when its centre
     (c + 0.5, r + 0.5) is (close to pycocotools' rasterisation; a rectangle's area comes out exact)."""
