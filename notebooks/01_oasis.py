@@ -1,10 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -585,37 +580,39 @@ plt.show()
 # %% [markdown]
 # **Reading the result.** This markdown cannot see your numbers; the printout above says, per pair of
 # variants, whether the gap is larger than the seed-to-seed spread. What we measured at the `cpu`
-# preset (2 seeds x 60 s each, 32 px scenes, on a machine shared with other jobs):
+# preset in the reference run of `./run.sh` (2 seeds x 60 s each, 32 px scenes, near-idle 2-core machine):
 #
 # | variant | steps in 60 s | mIoU [min, max] | accuracy | MS-SSIM |
 # |---|---|---|---|---|
-# | OASIS | 135 | 0.156 [0.153, 0.159] | 0.43 | 0.982 |
-# | OASIS w/o LabelMix | 150 | 0.225 [0.220, 0.230] | 0.59 | 0.977 |
-# | SPADE+ D | 216 | 0.482 [0.477, 0.487] | 0.81 | 0.949 |
-# | SPADE D + FM | 338 | 0.677 [0.587, 0.766] | 0.90 | 0.972 |
-# | *OASIS seed 0 continued to 180 s (section 10)* | *733* | *0.686* | *0.87* | *0.980* |
+# | OASIS | 308 | 0.529 [0.501, 0.557] | 0.81 | 0.967 |
+# | OASIS w/o LabelMix | 343 | 0.528 [0.498, 0.558] | 0.81 | 0.966 |
+# | SPADE+ D | 441 | 0.687 [0.685, 0.689] | 0.90 | 0.953 |
+# | SPADE D + FM | 416 | 0.745 [0.739, 0.752] | 0.92 | 0.974 |
+# | *OASIS seed 0 continued to 180 s (section 10)* | *940* | *0.727* | *0.90* | *0.982* |
+#
+# (An earlier run on a heavily loaded machine gave the same ranking with far fewer steps: OASIS 0.16
+# after 135 steps, SPADE+ D 0.48, SPADE D + FM 0.68.)
 #
 # * *Alignment (mIoU).* **At this budget the thesis's main result does not show; it is reversed.**
 #   Both PatchGAN discriminators beat OASIS by more than the seed spread. Part of the gap is cost: an
 #   OASIS step (a U-Net D on fake, real and mixed images at full resolution) is slower, so OASIS gets
-#   fewer steps in the same time. The mIoU-vs-steps panel shows that the baselines also lead per step
-#   this early. Our 32 px scenes are easy for a PatchGAN: every class has its own colour, so checking
-#   colour against the concatenated label map is enough. Feature matching adds *paired* supervision
-#   (match D's features of the real image of the same map) and speeds this up further. The thesis's gap
-#   (mIoU 48.8 vs 18.7, ADE20K) is measured after 200 epochs on 150 hard-to-tell classes. OASIS keeps
-#   improving when trained longer: 0.16 after 136 steps, 0.69 after 733. In separate runs of 500-800
-#   steps (not part of this notebook) the baselines still led at equal step counts, so we cannot
-#   confirm the paper's ranking at CPU scale.
+#   fewer steps in the same time (308 vs 441). The mIoU-vs-steps panel shows that the baselines also
+#   lead per step this early. Our 32 px scenes are easy for a PatchGAN: every class has its own colour,
+#   so checking colour against the concatenated label map is enough. Feature matching adds *paired*
+#   supervision (match D's features of the real image of the same map) and speeds this up further. The
+#   thesis's gap (mIoU 48.8 vs 18.7, ADE20K) is measured after 200 epochs on 150 hard-to-tell classes.
+#   OASIS keeps improving when trained longer (0.56 after 316 steps, 0.73 after 940), but so would the
+#   baselines, so we cannot confirm the paper's ranking at CPU scale.
 # * *Diversity (MS-SSIM).* All variants are close to 1 (nearly one image per label map) this early.
 #   SPADE+ D is the most diverse, beyond the seed spread. That matches the *direction* of Table 4.2,
 #   where SPADE+ with 3D noise and no VGG is more diverse than OASIS (0.35 vs 0.65) but poorly aligned.
-# * *LabelMix.* Without it, OASIS scored higher here, beyond the (small) spread of two seeds, and it
-#   also ran ~10 % more steps, because the mixed batch is skipped. The thesis finds LabelMix helps a
-#   little (about 1 FID, Table 4.8; +3 mIoU on Cityscapes, IJCV Table 11), after full training. A
-#   consistency regulariser that slows D down early is not evidence against that.
-# * *Caveat.* Equal wall-clock on a shared machine does not mean equal compute: the SPADE D + FM seed 1
-#   run got 439 steps while seed 0 got 238. Rerun on an idle machine, or with the `gpu` preset, before
-#   drawing conclusions.
+# * *LabelMix.* With and without it, OASIS scored the same within the seed spread (0.529 vs 0.528);
+#   without it, it ran ~10 % more steps, because the mixed batch is skipped. The thesis finds LabelMix
+#   helps a little (about 1 FID, Table 4.8; +3 mIoU on Cityscapes, IJCV Table 11), after full training,
+#   an effect this budget cannot resolve.
+# * *Caveat.* Equal wall-clock on a shared machine does not mean equal compute; on the loaded machine
+#   one SPADE D + FM run got 439 steps and its twin 238. Rerun on an idle machine, or with the `gpu`
+#   preset, before drawing conclusions.
 
 # %% [markdown]
 # ## 10. Training OASIS longer
