@@ -1,10 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     formats: ipynb,py:percent
-#     text_representation:
-#       extension: .py
-#       format_name: percent
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -415,19 +410,21 @@ plt.show()
 
 # %% [markdown]
 # **Reading these results (honestly).** The thesis trains for about 150k iterations on 640x384 frames;
-# here a model of a few hundred thousand parameters sees about 1.5k iterations. In the `cpu` run we
-# checked (seed 0, 32x48, 1321 MCA iterations before the time budget, 1500 for concatenation):
+# here a model of a few hundred thousand parameters sees about 1.5k iterations. In the reference `cpu`
+# run of `./run.sh` (seed 0, 32x48, 1500 iterations for both arms, near-idle machine):
 #
 # * **Diversity: the direction of Table 6.3.** OSMIS re-composed the scene into clearly different
 #   layouts (MS-SSIM between samples 0.17), while input concatenation mode-collapsed to nearly identical
 #   images (0.63) whose masks were almost all background - the degenerate solution the warm-up is meant
 #   to prevent [L1719] (its training masks kept objects; the EMA samples lost them).
-# * **Alignment: the direction of Table 6.3, far from its level.** mIoU protocol 28 (MCA) vs 21
-#   (concatenation), against 86.6 vs 82.4 in the paper. OSMIS's masks follow the edges of the regions it
+# * **Alignment: the direction of Table 6.3, far from its level.** mIoU protocol 38 (MCA) vs 21
+#   (concatenation), against 86.6 vs 82.4 in the paper (an earlier run on a loaded machine, cut at 1321
+#   MCA iterations: 28 vs 21). OSMIS's masks follow the edges of the regions it
 #   draws, but it labels much dark-green ground as "tree".
 # * **Downstream: the paper's gain does not appear.** With masks this rough, the synthetic pairs *hurt*
-#   the one-shot segmenter: held-out mIoU 86.5 +- 1.1 with standard augmentation alone, 62 +- 14 with
-#   OSMIS pairs added, 67 +- 15 with the concatenation GAN's pairs (3 segmenter seeds; one GAN per arm).
+#   the one-shot segmenter: held-out mIoU 86.5 +- 1.1 with standard augmentation alone, 68 +- 6 with
+#   OSMIS pairs added, 67 +- 15 with the concatenation GAN's pairs (3 segmenter seeds; one GAN per arm;
+#   the loaded-machine run gave 62 +- 14 with OSMIS pairs).
 #   The thesis warns that noisy, unfiltered pools can hurt (Table 6.8, "No data selection": RePRI -0.5);
 #   its +1.3 J&F presupposes well-aligned pairs, which this budget does not reach.
 #
