@@ -52,9 +52,12 @@ def status(key: str, dest_dir: Path | None = None) -> str:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("keys", nargs="*", choices=[[], *WEIGHTS], help="which weights (default: all)")
+    parser.add_argument("keys", nargs="*", metavar="NAME", help=f"which weights: {', '.join(WEIGHTS)} (default: all)")
     parser.add_argument("--check", action="store_true", help="only report the cache's state")
     args = parser.parse_args(argv)
+    unknown = [k for k in args.keys if k not in WEIGHTS]
+    if unknown:
+        parser.error(f"unknown weights {unknown}; choose from {', '.join(WEIGHTS)}")
     failed = 0
     for key in args.keys or list(WEIGHTS):
         if not args.check:
