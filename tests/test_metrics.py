@@ -1,5 +1,4 @@
 import importlib
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import nbsyn.metrics as M
 fid_module = importlib.import_module("nbsyn.metrics.fid")
 lpips_module = importlib.import_module("nbsyn.metrics.lpips")
 from nbsyn.metrics.weights import WEIGHTS, sha256_of, verify
+from script_utils import load_data_script
 
 
 def random_cov(rng, d):
@@ -154,16 +154,8 @@ def test_segmenter_learns_a_simple_split():
     assert scores["accuracy"] > 0.6  # sky/grass/mountain dominate and are easy
 
 
-def load_fetch_script():
-    path = Path(__file__).resolve().parent.parent / "data_scripts" / "fetch_metric_weights.py"
-    spec = importlib.util.spec_from_file_location("fetch_metric_weights", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_fetch_script_verifies_hashes_with_a_local_file(tmp_path, monkeypatch):
-    fetch = load_fetch_script()
+    fetch = load_data_script("fetch_metric_weights")
     source = tmp_path / "weights.bin"
     source.write_bytes(b"not really weights")
     prefix = sha256_of(source)[:8]

@@ -4,7 +4,6 @@ The fixtures are made by tests/fixtures/make_oasis_fixtures.py: each image is pa
 colour per raw label id (``colour(id)``), so the tests can check that pixels and labels stay aligned.
 """
 
-import importlib.util
 import shutil
 import zipfile
 from pathlib import Path
@@ -15,16 +14,9 @@ import torch
 
 from nbsyn.data import ade20k, cityscapes, cocostuff
 from nbsyn.data.semantic_pairs import read_ids
+from script_utils import load_data_script, load_module
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SCRIPTS = Path(__file__).parents[1] / "data_scripts"
-
-
-def load_module(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 MAKER = load_module(FIXTURES / "make_oasis_fixtures.py", "make_oasis_fixtures")
@@ -143,7 +135,7 @@ def zip_folder(folder: Path, archive: Path, prefix: str = "") -> Path:
 
 
 def test_prepare_ade20k_unpacks_and_checks(tmp_path, capsys):
-    script = load_module(SCRIPTS / "prepare_ade20k.py", "prepare_ade20k")
+    script = load_data_script("prepare_ade20k")
     archive = zip_folder(FIXTURES / "ade20k", tmp_path / "ADEChallengeData2016.zip")
     assert script.main(["--zip", str(archive), "--out", str(tmp_path / "data")]) == 0
     out = capsys.readouterr().out
@@ -155,7 +147,7 @@ def test_prepare_ade20k_unpacks_and_checks(tmp_path, capsys):
 
 
 def test_prepare_cityscapes_unpacks_both_archives(tmp_path):
-    script = load_module(SCRIPTS / "prepare_cityscapes.py", "prepare_cityscapes")
+    script = load_data_script("prepare_cityscapes")
     images = zip_folder(FIXTURES / "cityscapes" / "leftImg8bit", tmp_path / "leftImg8bit.zip", "leftImg8bit/")
     labels = zip_folder(FIXTURES / "cityscapes" / "gtFine", tmp_path / "gtFine.zip", "gtFine/")
     assert script.main(["--zips", str(images), str(labels), "--out", str(tmp_path / "cs")]) == 0
@@ -163,7 +155,7 @@ def test_prepare_cityscapes_unpacks_both_archives(tmp_path):
 
 
 def test_prepare_cocostuff_official_archives(tmp_path):
-    script = load_module(SCRIPTS / "prepare_cocostuff.py", "prepare_cocostuff")
+    script = load_data_script("prepare_cocostuff")
     train = zip_folder(FIXTURES / "cocostuff" / "images" / "train2017", tmp_path / "train2017.zip", "train2017/")
     maps = zip_folder(FIXTURES / "cocostuff" / "annotations", tmp_path / "stuffthingmaps_trainval2017.zip")
     assert script.main(["--images", str(train), "--stuffthingmaps", str(maps), "--out", str(tmp_path / "cs")]) == 0

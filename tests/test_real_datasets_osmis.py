@@ -5,7 +5,6 @@ tests/fixtures/davis17/make_fixtures.py: palette PNG annotations with ids 0..K a
 DAVIS-2016 style 0/255 greyscale mask, JPEG frames; a COCO instances json with polygons and crowd RLE.
 """
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -14,18 +13,11 @@ import pytest
 import torch
 
 from nbsyn.data import coco_oneshot, davis17
+from script_utils import load_data_script
 
 FIXTURES = Path(__file__).parent / "fixtures"
 DAVIS = FIXTURES / "davis17" / "DAVIS"
 COCO = FIXTURES / "coco_oneshot"
-SCRIPTS = Path(__file__).parents[1] / "data_scripts"
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # --- DAVIS-2017 ------------------------------------------------------------------------------
@@ -73,7 +65,7 @@ def test_davis_first_frame_resize_keeps_ids_and_video_moves():
 
 
 def test_prepare_davis_script_writes_loadable_pairs(tmp_path):
-    script = load_script("prepare_davis17_first_frames")
+    script = load_data_script("prepare_davis17_first_frames")
     assert script.main(["--davis-root", str(DAVIS), "--out", str(tmp_path), "--size", "48x32"]) == 0
     image, labels, names = davis17.load_prepared_pair(tmp_path / "cows")
     ref_image, ref_labels, _ = davis17.load_first_frame(DAVIS, "cows", size=(32, 48))
@@ -160,7 +152,7 @@ def test_coco20i_folds_partition_the_80_classes():
 
 
 def test_prepare_coco_script(tmp_path):
-    script = load_script("prepare_coco_oneshot")
+    script = load_data_script("prepare_coco_oneshot")
     assert script.main(["--coco-root", str(COCO), "--fold", "1", "--out", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert {m["image_id"] for m in manifest} == {7, 9}  # bicycle (fold 1) occurs in both images

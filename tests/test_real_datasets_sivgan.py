@@ -1,6 +1,5 @@
 """Real-dataset readers and prepare scripts of notebook 02, on fixtures in the real on-disk formats."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,16 +8,9 @@ import torch
 from nbsyn.data.davis import load_davis_video, select_frames
 from nbsyn.data.oneshot_folder import load_oneshot_folder
 from nbsyn.data.single import load_training_frames
+from script_utils import load_data_script
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SCRIPTS = Path(__file__).parents[1] / "data_scripts"
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_select_frames_spreads_evenly_and_keeps_short_clips():
@@ -42,7 +34,7 @@ def test_davis_video_reader_on_the_fixture():
 
 
 def test_prepare_davis_writes_a_oneshot_folder_the_notebook_reads(tmp_path):
-    prepare = _script("prepare_davis")
+    prepare = load_data_script("prepare_davis")
     assert prepare.main(["--davis-root", str(FIXTURES / "davis17" / "DAVIS"), "--videos", "val",
                          "--out", str(tmp_path / "davis")]) == 0
     frames = load_oneshot_folder(tmp_path / "davis" / "cows")
@@ -55,7 +47,7 @@ def test_prepare_davis_writes_a_oneshot_folder_the_notebook_reads(tmp_path):
 
 
 def test_prepare_places_single_by_category_and_list(tmp_path):
-    prepare = _script("prepare_places_single")
+    prepare = load_data_script("prepare_places_single")
     root = FIXTURES / "places365"
     assert prepare.main(["--places-root", str(root), "--out", str(tmp_path / "places_single"),
                          "--categories", "mountain", "--n", "50"]) == 0
