@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from nbsyn.data.dataset import SemanticDataset
-from nbsyn.data.semantic_pairs import distinct_palette, load_pairs
+from nbsyn.data.semantic_pairs import distinct_palette, images_with_annotations, load_pairs
 
 ROOT_NAME = "ADEChallengeData2016"
 SPLITS = {"train": "training", "val": "validation"}
@@ -73,15 +73,7 @@ def list_pairs(root: str | Path, split: str = "train") -> list[tuple[Path, Path]
     """Sorted (image, annotation) paths of a split; every image must have its annotation."""
     if split not in SPLITS:
         raise ValueError(f"unknown ADE20K split {split!r}; choose one of {', '.join(SPLITS)}")
-    base = find_root(root)
-    images = sorted((base / "images" / SPLITS[split]).glob("*.jpg"))
-    pairs = []
-    for image in images:
-        label = base / "annotations" / SPLITS[split] / f"{image.stem}.png"
-        if not label.is_file():
-            raise FileNotFoundError(f"{image.name} has no annotation {label}")
-        pairs.append((image, label))
-    return pairs
+    return images_with_annotations(find_root(root), SPLITS[split], "annotation")
 
 
 def remap(ids: np.ndarray) -> np.ndarray:

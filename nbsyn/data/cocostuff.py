@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nbsyn.data.dataset import SemanticDataset
-from nbsyn.data.semantic_pairs import distinct_palette, load_pairs
+from nbsyn.data.semantic_pairs import distinct_palette, images_with_annotations, load_pairs
 
 SPLITS = {"train": "train2017", "val": "val2017"}
 NUM_CLASSES = 183
@@ -67,14 +67,7 @@ def find_root(root: str | Path) -> Path:
 def list_pairs(root: str | Path, split: str = "train") -> list[tuple[Path, Path]]:
     if split not in SPLITS:
         raise ValueError(f"unknown COCO-Stuff split {split!r}; choose one of {', '.join(SPLITS)}")
-    base = find_root(root)
-    pairs = []
-    for image in sorted((base / "images" / SPLITS[split]).glob("*.jpg")):
-        label = base / "annotations" / SPLITS[split] / f"{image.stem}.png"
-        if not label.is_file():
-            raise FileNotFoundError(f"{image.name} has no stuff-thing map {label}")
-        pairs.append((image, label))
-    return pairs
+    return images_with_annotations(find_root(root), SPLITS[split], "stuff-thing map")
 
 
 def remap(ids: np.ndarray) -> np.ndarray:

@@ -36,6 +36,18 @@ def read_ids(path: str | Path) -> np.ndarray:
         return np.array(im).astype(np.int64)
 
 
+def images_with_annotations(base: Path, split_dir: str, what: str) -> list[tuple[Path, Path]]:
+    """Sorted (image, label) pairs of the shared ADE20K / COCO-Stuff layout:
+    ``images/<split_dir>/*.jpg`` with ``annotations/<split_dir>/<stem>.png``; a missing label is an error."""
+    pairs = []
+    for image in sorted((base / "images" / split_dir).glob("*.jpg")):
+        label = base / "annotations" / split_dir / f"{image.stem}.png"
+        if not label.is_file():
+            raise FileNotFoundError(f"{image.name} has no {what} {label}")
+        pairs.append((image, label))
+    return pairs
+
+
 def as_hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
     if size is None:
         return None
