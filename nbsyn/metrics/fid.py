@@ -70,8 +70,7 @@ def fid(real: torch.Tensor, fake: torch.Tensor, device="cpu", batch_size: int = 
     f_real = inception_features(real, 3, batch_size, device).numpy()
     f_fake = inception_features(fake, 3, batch_size, device).numpy()
     value = frechet_distance(*gaussian_stats(f_real), *gaussian_stats(f_fake))
-    note = None
-    return MetricResult("FID", value, note, higher_is_better=False)
+    return MetricResult("FID", value, higher_is_better=False)
 
 
 def sifid(real_image: torch.Tensor, fakes: torch.Tensor, device="cpu") -> MetricResult:
