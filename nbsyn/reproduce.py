@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import platform
+import re
 import sys
 import time
 import traceback
@@ -25,29 +28,102 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
-def record_results(out_dir, notebook: str, cfg: Mapping, rows: Sequence[Mapping]) -> Path:
+SCALE_KEYS = ("image_size", "iterations", "batch_size", "dataset")
+_NONFINITE_WORD = re.compile(r"(?<![A-Za-z])[-+]?(nan|inf|infinity)(?![A-Za-z])", re.IGNORECASE)
+
+
+def _check_value(value, what: str, row: Mapping, numeric_only: bool = False) -> None:
+    """A result value must be a finite number, text, or None; NaN and +-inf are rejected.
+
+    Text that spells a non-finite number ("nan", "inf +- 0.1", as ``f"{x:.3f}"`` prints a NaN) is a
+    NaN in disguise and is rejected too, unless ``numeric_only`` (the ``paper`` column, free text).
+    """
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if not numeric_only and _NONFINITE_WORD.search(value):
+            raise ValueError(f"result row {row.get('experiment')!r} / {row.get('metric')!r}: {what} is {value!r}, "
+                             "a non-finite number as text; a result must be finite (or None when unavailable)")
+        return
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"result row {row.get('experiment')!r} / {row.get('metric')!r}: {what} is "
+                         f"{type(value).__name__} {value!r}; expected a number, text or None") from None
+    if not math.isfinite(number):
+        raise ValueError(f"result row {row.get('experiment')!r} / {row.get('metric')!r}: {what} is {number}; "
+                         "a result must be finite (None when it is unavailable)")
+
+
+def environment(device=None) -> dict:
+    """What a result depends on besides the code and config: torch version, threads, device, machine.
+
+    ``device``: the notebook's ``torch.device`` (or its name); ``None`` guesses ``cuda`` when this
+    process has initialised CUDA, else ``cpu``.
+    """
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() and torch.cuda.is_initialized() else "cpu"
+    device = str(device)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device += f" ({torch.cuda.get_device_name(torch.device(device))})"
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(), "device": device,
+            "machine": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version()}
+
+
+def record_results(out_dir, notebook: str, cfg: Mapping, rows: Sequence[Mapping], complete: bool = True,
+                   device=None) -> Path:
     """Save a notebook's results table as ``out_dir/metrics.json``.
 
-    ``rows``: dicts with ``experiment``, ``metric``, ``ours`` (number, text or None), ``paper``
-    (the published number or '-') and ``note``; ``cfg`` says the scale they were obtained at.
+    ``rows``: dicts with ``experiment``, ``metric``, ``ours`` (a finite number, text or None when
+    unavailable), ``paper`` (the published number or text such as '-') and ``note``; optionally
+    ``tol``, the absolute tolerance for comparing ``ours`` with the reference run (e.g. the seed
+    spread). ``cfg`` says the scale they were obtained at: the
+    ``Config`` from ``nbsyn.presets.resolve`` (preset, image_size, iterations, ...). A row may carry its
+    own ``scale`` text instead when the config lacks it.
+
+    ``complete=False``: a wall-clock guard cut the run short; the report marks it INCOMPLETE and
+    does not present its comparisons as results. ``device``: the notebook's device (recorded with
+    the torch version, thread count and machine, which results depend on).
+
+    Raises ``ValueError`` before writing anything for NaN / infinite values (``ours``, and ``paper``
+    when it is a number), a missing column, or a row without a scale.
     """
+    if not isinstance(complete, bool):
+        raise ValueError(f"complete must be True or False, not {complete!r}")
     required = {"experiment", "metric", "ours", "paper"}
+    scale = dict(cfg.as_dict() if hasattr(cfg, "as_dict") else cfg)
+    preset = getattr(cfg, "preset", None) or scale.get("preset", "")
+    missing_scale = [k for k in ("image_size", "iterations") if k not in scale] + ([] if preset else ["preset"])
     for row in rows:
         missing = required - set(row)
         if missing:
             raise ValueError(f"result row {dict(row)} lacks {sorted(missing)}")
-    scale = dict(cfg.as_dict() if hasattr(cfg, "as_dict") else cfg)
+        if missing_scale and not row.get("scale"):
+            raise ValueError(f"result row {row['experiment']!r} / {row['metric']!r} has no scale: the config lacks "
+                             f"{missing_scale}; pass the Config from nbsyn.presets.resolve or give the row a 'scale'")
+        _check_value(row["ours"], "ours", row)
+        _check_value(row["paper"], "paper", row, numeric_only=True)
+        if row.get("tol") is not None:
+            _check_value(row["tol"], "tol", row)
+            if isinstance(row["tol"], str) or row["tol"] < 0:
+                raise ValueError(f"result row {row['experiment']!r} / {row['metric']!r}: tol must be a number >= 0, "
+                                 f"not {row['tol']!r}")
     payload = {
         "notebook": notebook,
-        "preset": getattr(cfg, "preset", scale.get("preset", "")),
-        "scale": {k: scale[k] for k in ("image_size", "iterations", "batch_size", "dataset") if k in scale},
+        "preset": preset,
+        "complete": complete,
+        "scale": {k: scale[k] for k in SCALE_KEYS if k in scale},
         "config": {k: v for k, v in scale.items() if isinstance(v, (int, float, str, bool, type(None)))},
+        **environment(device),
         "rows": [dict(r) for r in rows],
         "written": datetime.now().isoformat(timespec="seconds"),
     }
+    text = json.dumps(payload, indent=2, default=_jsonable, allow_nan=False)
     path = Path(out_dir) / "metrics.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2, default=_jsonable))
+    path.write_text(text)
     return path
 
 
