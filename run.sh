@@ -4,6 +4,8 @@
 #   ./run.sh --preset smoke       -> any preset: smoke, cpu, gpu, paper (default: auto)
 #   ./run.sh --only 01_oasis      -> a subset
 #   ./run.sh --jobs 2             -> two notebooks at a time (CPU threads shared out)
+#   ./run.sh --check              -> cpu preset, then compare with notebooks/reference/ (exit 1 on drift)
+#   ./run.sh --recheck runs/X     -> only compare an earlier run with the references
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/env.sh

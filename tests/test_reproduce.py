@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nbsyn.presets import Config
-from nbsyn.reproduce import build_report, main, record_results
+from nbsyn.reproduce import build_report, check, compare_value, main, record_results
 
 
 def test_record_results_writes_scale_and_rows(tmp_path):
@@ -29,9 +29,9 @@ def test_report_table_links_figures_and_failures(tmp_path):
     bad_dir.mkdir()
     runs = [{"notebook": "00_ok", "status": "ok", "error": None, "seconds": 60, "out_dir": ok_dir},
             {"notebook": "01_bad", "status": "failed", "error": "ValueError: boom", "seconds": 3, "out_dir": bad_dir}]
-    text = build_report(tmp_path, runs, "smoke").read_text()
-    assert "| 00_ok | ok | 1.0 | smoke: image_size=32, iterations=10 |" in text
-    assert "| e | FID | unavailable | 28.3 |" in text
+    text = build_report(tmp_path, runs, "smoke", reference_dir=tmp_path / "no_references").read_text()
+    assert "| 00_ok | ok | 1.0 | smoke: image_size=32, iterations=10 | no reference |" in text
+    assert "| e | FID | unavailable | - | 28.3 | - |" in text
     assert "[samples](00_ok/figures/samples.png)" in text
     assert "| 01_bad | failed |" in text and "**Failed:** `ValueError: boom`" in text
 
@@ -94,3 +94,113 @@ def test_record_results_records_environment_and_completeness(tmp_path):
     assert data["complete"] is False and data["device"] == "cpu"
     with pytest.raises(ValueError, match="complete"):
         record_results(tmp_path, "00_x", CFG, [row()], complete="no")
+
+
+# ----------------------------------------------------------------------------- reference results and --check
+def write_run(root, name, rows, complete=True, **changes):
+    """A synthetic metrics.json in root/name (what a notebook writes), optionally edited afterwards."""
+    path = record_results(root / name, name, CFG, rows, complete=complete)
+    data = json.loads(path.read_text())
+    data.update(changes)
+    path.write_text(json.dumps(data))
+    return {"notebook": name, "status": "ok", "error": None, "seconds": 30, "out_dir": root / name}
+
+
+REF_ROWS = [row(metric="mIoU", ours=0.5), row(metric="steps", ours=300), row(metric="copies", ours="0.5 ± 0.1"),
+            row(metric="FID", ours=None), row(metric="spread", ours=0.40, tol=0.05)]
+
+
+@pytest.fixture
+def reference(tmp_path):
+    ref_dir = tmp_path / "reference"
+    ref_dir.mkdir()
+    write_run(tmp_path / "ref_run", "00_x", REF_ROWS)
+    (ref_dir / "00_x.json").write_text((tmp_path / "ref_run" / "00_x" / "metrics.json").read_text())
+    return ref_dir
+
+
+def test_compare_value_tolerances():
+    assert compare_value(0.5, 0.5 * (1 + 5e-7)) == (True, "1e-06 relative")
+    assert not compare_value(0.5, 0.5 * (1 + 2e-6))[0]
+    assert compare_value(0.5, 0.51, same_env=False)[0] and not compare_value(0.5, 0.53, same_env=False)[0]
+    assert compare_value(0.5, 0.6, tol=0.1)[0] and not compare_value(0.5, 0.61, tol=0.1)[0]
+    assert not compare_value(300, 301, same_env=False)[0]  # integers: exact, whatever the environment
+    assert compare_value("a ± b", "a ± b")[0] and not compare_value("0.5 ± 0.1", "0.5 ± 0.2")[0]
+    assert compare_value(None, None)[0] and not compare_value(None, 0.5)[0] and not compare_value("0.5", 0.5)[0]
+
+
+def test_check_passes_when_every_metric_matches(tmp_path, reference):
+    run = write_run(tmp_path / "run", "00_x", REF_ROWS)
+    lines = []
+    assert check([run], reference, out=lines.append)
+    assert lines == ["5 of 5 metrics match the reference run"]
+    text = build_report(tmp_path / "run", [run], "cpu", reference).read_text()
+    assert "| toy | mIoU | 0.5 | 0.5 | - | ok |" in text and "**5 of 5 metrics match the reference run**" in text
+
+
+def test_check_reports_each_drifted_metric(tmp_path, reference):
+    drifted = [row(metric="mIoU", ours=0.52), row(metric="steps", ours=300), row(metric="copies", ours="24.3 ± 1.0"),
+               row(metric="FID", ours=None), row(metric="spread", ours=0.44, tol=0.05)]  # within its own tol
+    run = write_run(tmp_path / "run", "00_x", drifted)
+    lines = []
+    assert not check([run], reference, out=lines.append)
+    assert lines == ["CHECK 00_x: drift: toy | mIoU: this run 0.52, reference 0.5 (1e-06 relative)",
+                     "CHECK 00_x: drift: toy | copies: this run 24.3 ± 1.0, reference 0.5 ± 0.1 (exact)",
+                     "3 of 5 metrics match the reference run; check FAILED"]
+    text = build_report(tmp_path / "run", [run], "cpu", reference).read_text()
+    assert "| toy | mIoU | 0.52 | 0.5 | - | **DRIFT** (1e-06 relative) |" in text
+    assert "| 00_x | ok | 0.5 | cpu: image_size=32, iterations=10, batch_size=4, dataset=scenes | 3 of 5 match |" in text
+    # in another environment (other thread count) floats get the looser default: 0.52 is within 5 %
+    run = write_run(tmp_path / "run2", "00_x", drifted, threads=99)
+    lines = []
+    assert not check([run], reference, out=lines.append) and len(lines) == 2 and "copies" in lines[0]
+
+
+def test_check_flags_missing_rows_and_config_changes(tmp_path, reference):
+    run = write_run(tmp_path / "run", "00_x", REF_ROWS[:4] + [row(metric="new", ours=1.0)],
+                    config={**CFG.as_dict(), "iterations": 20})
+    lines = []
+    assert not check([run], reference, out=lines.append)
+    assert any("config differs" in line and "iterations 20 (reference 10)" in line for line in lines)
+    assert any("toy | new: this run 1, reference unavailable (not in the reference)" in line for line in lines)
+    assert any("toy | spread: this run unavailable, reference 0.4 (missing in this run)" in line for line in lines)
+
+
+def test_check_fails_without_a_reference(tmp_path):
+    run = write_run(tmp_path / "run", "00_x", REF_ROWS)
+    lines = []
+    assert not check([run], tmp_path / "empty_reference", out=lines.append)
+    assert "no reference results" in lines[0]
+    text = build_report(tmp_path / "run", [run], "cpu", tmp_path / "empty_reference").read_text()
+    assert "| no reference |" in text and "Not compared with a reference" in text
+
+
+def test_incomplete_run_is_marked_and_not_compared(tmp_path, reference):
+    run = write_run(tmp_path / "run", "00_x", REF_ROWS, complete=False)
+    lines = []
+    assert not check([run], reference, out=lines.append)
+    assert "INCOMPLETE" in lines[0] and lines[-1] == "0 of 0 metrics match the reference run; check FAILED"
+    text = build_report(tmp_path / "run", [run], "cpu", reference).read_text()
+    assert "| 00_x | ok **INCOMPLETE** |" in text and "**INCOMPLETE**: a wall-clock guard" in text
+    assert "| toy | mIoU | 0.5 | - | - | - |" in text  # shown, but no comparison
+
+
+def test_check_fails_for_a_failed_notebook_and_another_preset(tmp_path, reference):
+    run = write_run(tmp_path / "run", "00_x", REF_ROWS, preset="smoke")
+    lines = []
+    assert not check([run], reference, out=lines.append) and "'cpu' run, this one is 'smoke'" in lines[0]
+    lines = []
+    failed = {"notebook": "00_x", "status": "failed", "error": "ValueError: boom", "seconds": 1, "out_dir": tmp_path / "none"}
+    assert not check([failed], reference, out=lines.append)
+    assert lines[:2] == ["CHECK 00_x: the notebook failed: ValueError: boom",
+                         "CHECK 00_x: no metrics.json: the notebook recorded no results"]
+
+
+def test_recheck_exit_code(tmp_path, reference, capsys):
+    name = "00_gan_foundations"
+    write_run(tmp_path / "run", name, REF_ROWS)
+    (reference / f"{name}.json").write_text((tmp_path / "run" / name / "metrics.json").read_text())
+    args = ["--recheck", str(tmp_path / "run"), "--only", name, "--reference", str(reference)]
+    assert main(args) == 0 and "5 of 5 metrics match" in capsys.readouterr().out
+    write_run(tmp_path / "run", name, [row(metric="mIoU", ours=0.1)] + REF_ROWS[1:])
+    assert main(args) == 1 and "drift: toy | mIoU: this run 0.1, reference 0.5" in capsys.readouterr().out
