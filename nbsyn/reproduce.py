@@ -149,17 +149,71 @@ def notebooks(only: Sequence[str] | None = None) -> list[Path]:
     return found
 
 
-def run_notebook(path: Path, out_root: Path, preset: str, extra: Mapping | None = None) -> dict:
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s"
+
+
+def cell_summary(source: str, width: int = 60) -> str:
+    """The first line of a cell that says something (a comment or code), shortened for a log line."""
+    for line in source.splitlines():
+        line = line.strip()
+        if line and not line.startswith("# NBVAL"):
+            return line if len(line) <= width else line[:width - 3] + "..."
+    return ""
+
+
+def _progress_engine():
+    """A papermill engine (nbclient underneath) that reports the start of every code cell.
+
+    papermill calls ``nb_man.cell_start(cell, index)`` before each cell; the engine wraps it for one
+    run and calls ``progress(j, m, cell)`` with j the code cell's rank (1-based) among m code cells.
+    """
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, progress=None, **kwargs):
+            if progress is not None:
+                code = [i for i, c in enumerate(nb_man.nb.cells) if c.cell_type == "code"]
+                rank = {index: j for j, index in enumerate(code, 1)}
+                original = nb_man.cell_start
+
+                def cell_start(cell, cell_index=None, **kw):
+                    if cell_index in rank:
+                        progress(rank[cell_index], len(code), cell)
+                    return original(cell, cell_index, **kw)
+
+                nb_man.cell_start = cell_start
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("nbsyn-progress", ProgressEngine)
+    return "nbsyn-progress"
+
+
+def run_notebook(path: Path, out_root: Path, preset: str, extra: Mapping | None = None,
+                 label: str = "", log=print, run_start: float | None = None) -> dict:
+    """Execute one notebook into ``out_root/<name>/``; ``log`` gets a line as each code cell starts:
+    ``[<label> <name>] cell j/M  (notebook 1m05s, total 12m30s)  <first line of the cell>``."""
     import papermill
 
     out_dir = out_root / path.stem
     out_dir.mkdir(parents=True, exist_ok=True)
     params = {"preset": preset, "out_dir": str(out_dir), **(extra or {})}
     start = time.perf_counter()
+    run_start = start if run_start is None else run_start
+    tag = f"[{label + ' ' if label else ''}{path.stem}]"
+
+    def progress(j: int, m: int, cell) -> None:
+        now = time.perf_counter()
+        log(f"{tag} cell {j}/{m}  (notebook {_elapsed(now - start)}, total {_elapsed(now - run_start)})  "
+            f"{cell_summary(cell.source)}")
+
     status, error = "ok", None
     try:
         papermill.execute_notebook(str(path), str(out_dir / path.name), parameters=params, cwd=str(ROOT),
-                                   kernel_name="python3", progress_bar=False, log_output=False)
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   engine_name=_progress_engine(), progress=progress if log else None)
     except Exception as exc:  # a failing notebook must not stop the others; the report says why
         status, error = "failed", f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         (out_dir / "error.txt").write_text(traceback.format_exc())
@@ -438,15 +492,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.jobs > 1 and "NBSYN_THREADS" not in os.environ:  # kernels inherit it: share the cores out
         os.environ["NBSYN_THREADS"] = str(max(1, (os.cpu_count() or 2) // args.jobs))
 
-    def one(path: Path) -> dict:
-        print(f"started  {path.stem} (preset {preset})", flush=True)
-        run = run_notebook(path, out_root, preset)
-        print(f"finished {path.stem}: {run['status']} in {run['seconds'] / 60:.1f} min"
-              + (f": {run['error']}" if run["error"] else ""), flush=True)
+    run_start = time.perf_counter()
+
+    def one(item: tuple[int, Path]) -> dict:
+        i, path = item
+        label = f"notebook {i}/{len(selected)}"
+        print(f"[{label} {path.stem}] started (preset {preset})", flush=True)
+        run = run_notebook(path, out_root, preset, label=label, run_start=run_start,
+                           log=lambda line: print(line, flush=True))
+        print(f"[{label} {path.stem}] finished: {run['status']} in {run['seconds'] / 60:.1f} min"
+              f" (total {_elapsed(time.perf_counter() - run_start)})" + (f": {run['error']}" if run["error"] else ""),
+              flush=True)
         return run
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        runs = list(pool.map(one, selected))
+        runs = list(pool.map(one, enumerate(selected, 1)))
     report = build_report(out_root, runs, preset, args.reference)
     print(f"report: {report}")
     ok = all(r["status"] == "ok" for r in runs)

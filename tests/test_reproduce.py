@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from nbsyn.presets import Config
-from nbsyn.reproduce import build_report, check, compare_value, main, record_results
+from nbsyn.reproduce import build_report, check, compare_value, main, record_results, run_notebook
 
 
 def test_record_results_writes_scale_and_rows(tmp_path):
@@ -204,3 +204,27 @@ def test_recheck_exit_code(tmp_path, reference, capsys):
     assert main(args) == 0 and "5 of 5 metrics match" in capsys.readouterr().out
     write_run(tmp_path / "run", name, [row(metric="mIoU", ours=0.1)] + REF_ROWS[1:])
     assert main(args) == 1 and "drift: toy | mIoU: this run 0.1, reference 0.5" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- progress
+def test_run_notebook_logs_each_code_cell_with_elapsed_time(tmp_path):
+    import re
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "language": "python", "display_name": "Python 3"}})
+    nb.cells = [nbformat.v4.new_markdown_cell("# title"),
+                nbformat.v4.new_code_cell("preset = 'auto'\nout_dir = 'x'", metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\n\n# train the model\nx = 41"),
+                nbformat.v4.new_code_cell("assert preset == 'smoke' and x + 1 == 42")]
+    source = tmp_path / "99_tiny.ipynb"
+    nbformat.write(nb, source)
+    lines = []
+    run = run_notebook(source, tmp_path / "out", "smoke", label="notebook 2/3", log=lines.append)
+    assert run["status"] == "ok", run["error"]
+    # the parameters cell, the cell papermill injects after it, and the two code cells; no markdown
+    assert len(lines) == 4, lines
+    pattern = r"\[notebook 2/3 99_tiny\] cell (\d)/4  \(notebook \dm\d\ds, total \dm\d\ds\)  (.*)"
+    parsed = [re.fullmatch(pattern, line).groups() for line in lines]
+    assert [j for j, _ in parsed] == ["1", "2", "3", "4"]
+    assert parsed[2][1] == "# train the model" and parsed[3][1].startswith("assert preset")
