@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -47,13 +47,53 @@ class SemanticDataset:
         tail = SemanticDataset(self.images[n_first:], self.labels[n_first:], self.class_names, self.palette, self.name)
         return head, tail
 
-    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """An endless stream of random batches (sampled with ``generator`` for determinism)."""
-        while True:
-            order = torch.randperm(len(self), generator=generator)
-            for start in range(0, len(self) - batch_size + 1, batch_size):
-                idx = order[start:start + batch_size]
-                yield self.images[idx], self.labels[idx]
+    def batches(self, batch_size: int, generator: torch.Generator | None = None) -> Batches:
+        """An endless, checkpointable stream of random batches (sampled with ``generator``)."""
+        return Batches(self, batch_size, generator)
+
+
+class Batches:
+    """Random batches without replacement, epoch after epoch; an iterator with ``state_dict``.
+
+    Each epoch is a new permutation; the last ``len % batch_size`` items of an epoch are dropped.
+    A dataset smaller than the batch (1-shot, 5-shot) fills each batch from as many permutations
+    as it needs. ``state_dict()`` holds the generator state and the position, so ``nbsyn.train.fit``
+    can checkpoint it and a resumed run sees exactly the batches it would have seen.
+    """
+
+    def __init__(self, dataset, batch_size: int, generator: torch.Generator | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if len(dataset) == 0:
+            raise ValueError("cannot draw batches from an empty dataset")
+        self.dataset, self.batch_size = dataset, batch_size
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.order = torch.empty(0, dtype=torch.long)
+        self.position = 0
+
+    def __iter__(self):
+        return self
+
+    def _epoch(self) -> torch.Tensor:
+        n = len(self.dataset)
+        if n >= self.batch_size:
+            return torch.randperm(n, generator=self.generator)
+        reps = -(-self.batch_size // n)  # ceil
+        return torch.cat([torch.randperm(n, generator=self.generator) for _ in range(reps)])
+
+    def __next__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.position + self.batch_size > len(self.order):
+            self.order, self.position = self._epoch(), 0
+        idx = self.order[self.position:self.position + self.batch_size]
+        self.position += self.batch_size
+        return self.dataset[idx]
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state(), "order": self.order.clone(), "position": self.position}
+
+    def load_state_dict(self, state) -> None:
+        self.generator.set_state(state["generator"])
+        self.order, self.position = state["order"].clone(), int(state["position"])
 
 
 def one_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:

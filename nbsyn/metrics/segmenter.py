@@ -26,20 +26,32 @@ def train_segmenter(images: torch.Tensor, labels: torch.Tensor, num_classes: int
     torch.manual_seed(seed)
     net = UNet(3, num_classes, width=width, depth=3).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    aug = PairedAugment(flip=True, zoom=(1.0, 1.3)) if augment else None
+    step = make_segmenter_step(net, opt, images, labels, gen, batch_size, augment, device)
     from tqdm.auto import trange
 
-    net.train()
-    for _ in trange(steps, desc="segmenter", disable=not progress, mininterval=1.0):
-        idx = torch.randint(0, images.shape[0], (batch_size,), generator=gen)
+    for i in trange(steps, desc="segmenter", disable=not progress, mininterval=1.0):
+        step(i)
+    return net.eval()
+
+
+def make_segmenter_step(net: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
+                        generator: torch.Generator, batch_size: int = 8, augment: bool = True, device="cpu"):
+    """One cross-entropy step on a random (flip + zoom augmented) batch, as ``step(i) -> {"loss": ...}``."""
+    aug = PairedAugment(flip=True, zoom=(1.0, 1.3)) if augment else None
+
+    def step(_: int) -> dict[str, float]:
+        net.train()
+        idx = torch.randint(0, images.shape[0], (batch_size,), generator=generator)
         x, y = images[idx], labels[idx]
         if aug is not None:
-            x, y = aug(x, y, gen)
+            x, y = aug(x, y, generator)
         loss = F.cross_entropy(net(x.to(device)), y.to(device), ignore_index=IGNORE_INDEX)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return net.eval()
+        return {"loss": loss.item()}
+
+    return step
 
 
 @torch.no_grad()

@@ -552,15 +552,27 @@ def recalibrate_ema(run: Run, dataset, cfg, num_classes: int, seed: int = 0) -> 
 
 def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu",
                   ckpt_path=None, progress: bool = True) -> Run:
-    """Train one variant of ``VARIANTS`` from scratch: the same generator, one discriminator set-up.
+    """Train one variant of ``VARIANTS`` from scratch for ``cfg["iterations"]`` steps.
 
     "OASIS": N+1 segmentation D + LabelMix; "OASIS w/o LabelMix": lambda_LM = 0; "SPADE+ D":
     multi-scale PatchGAN on image + labels with the hinge loss only (the thesis's SPADE+ without VGG);
     "SPADE D + FM": the same plus feature matching (lambda_FM from ``cfg``, 10 in NVlabs/SPADE). Same
-    optimiser, EMA, data order and wall-clock budget (``cfg["time_budget_s"]``) for all.
+    generator, optimiser, EMA, data order and number of steps for all. ``cfg["time_budget_s"]`` is
+    only a guard against a stuck run: a run it cuts has ``history.stopped_by_budget`` set.
     """
+    from nbsyn.train import fit
+
+    step, objects = variant_trainer(cfg, variant, train_set, seed, dontcare=dontcare, device=device)
+    history = fit(step, cfg["iterations"], objects, ckpt_path=ckpt_path, ckpt_every=cfg["checkpoint_every"],
+                  time_budget_s=cfg["time_budget_s"], desc=f"{variant}, seed {seed}", progress=progress)
+    return Run(variant, seed, objects["G"], objects["D"], objects["ema"], history)
+
+
+def variant_trainer(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu"):
+    """The step function of one variant and the objects ``nbsyn.train.fit`` checkpoints
+    (G, D, optimisers, EMA and the batch stream), built from scratch with ``seed``."""
     from nbsyn.models.spade_baseline import build_baseline_discriminator, make_baseline_step
-    from nbsyn.train import EMA, fit
+    from nbsyn.train import EMA
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
@@ -589,7 +601,4 @@ def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | No
         lam = cfg["lambda_labelmix"] if setup["labelmix"] else 0.0
         step = make_train_step(G, D, opt_g, opt_d, sample_batch, lambda_labelmix=lam, balance=cfg["balance"],
                                dontcare=dontcare, ema=ema)
-    objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema}
-    history = fit(step, cfg["iterations"], objects, ckpt_path=ckpt_path, ckpt_every=cfg["checkpoint_every"],
-                  time_budget_s=cfg["time_budget_s"], desc=f"{variant}, seed {seed}", progress=progress)
-    return Run(variant, seed, G, D, ema, history)
+    return step, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema, "batches": batches}
