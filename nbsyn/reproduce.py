@@ -473,6 +473,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--recheck", metavar="RUN_DIR",
                         help="only check an earlier run folder against the references (no notebook is executed)")
     parser.add_argument("--reference", metavar="DIR", help="reference folder (default notebooks/reference)")
+    parser.add_argument("--device", help="passed to every notebook's `device` parameter: auto, cpu, cuda, cuda:1, mps "
+                                         "(default: the notebooks' own, auto)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error("--jobs must be at least 1")
@@ -486,6 +488,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     preset = args.preset or ("cpu" if args.check else "auto")
     if preset not in ("auto", *PRESET_NAMES):
         parser.error(f"unknown preset {preset!r}; choose one of auto, {', '.join(PRESET_NAMES)}")
+    extra = {}
+    if args.device:
+        from nbsyn.runtime import pick_device
+
+        try:  # an unknown or absent device stops here, not in every notebook
+            pick_device(args.device)
+        except ValueError as exc:
+            parser.error(f"--device: {exc}")
+        extra["device"] = args.device
     out_root = Path(args.out or ROOT / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")).resolve()
     out_root.mkdir(parents=True, exist_ok=True)
     selected = notebooks(args.only)
@@ -497,8 +508,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     def one(item: tuple[int, Path]) -> dict:
         i, path = item
         label = f"notebook {i}/{len(selected)}"
-        print(f"[{label} {path.stem}] started (preset {preset})", flush=True)
-        run = run_notebook(path, out_root, preset, label=label, run_start=run_start,
+        print(f"[{label} {path.stem}] started (preset {preset}"
+              + (f", device {args.device}" if args.device else "") + ")", flush=True)
+        run = run_notebook(path, out_root, preset, extra, label=label, run_start=run_start,
                            log=lambda line: print(line, flush=True))
         print(f"[{label} {path.stem}] finished: {run['status']} in {run['seconds'] / 60:.1f} min"
               f" (total {_elapsed(time.perf_counter() - run_start)})" + (f": {run['error']}" if run["error"] else ""),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,11 @@ def notebook_sources() -> list[Path]:
 
 
 def run_papermill(src: Path, dest: Path, **parameters) -> None:
+    """Execute ``src`` into ``dest``; ``NBSYN_TEST_DEVICE`` (e.g. cuda) sets every notebook's device."""
     import papermill
+
+    if os.environ.get("NBSYN_TEST_DEVICE"):
+        parameters.setdefault("device", os.environ["NBSYN_TEST_DEVICE"])
 
     papermill.execute_notebook(str(src), str(dest), parameters=parameters, kernel_name="python3",
                                cwd=str(ROOT), progress_bar=False)

@@ -228,3 +228,44 @@ def test_run_notebook_logs_each_code_cell_with_elapsed_time(tmp_path):
     parsed = [re.fullmatch(pattern, line).groups() for line in lines]
     assert [j for j, _ in parsed] == ["1", "2", "3", "4"]
     assert parsed[2][1] == "# train the model" and parsed[3][1].startswith("assert preset")
+
+
+# ----------------------------------------------------------------------------- --device
+def test_device_option_reaches_every_notebook(tmp_path, monkeypatch):
+    from nbsyn import reproduce
+
+    calls = []
+
+    def fake_run(path, out_root, preset, extra=None, **kwargs):
+        calls.append((path.stem, preset, extra))
+        return {"notebook": path.stem, "status": "ok", "error": None, "seconds": 1.0, "out_dir": out_root / path.stem}
+
+    monkeypatch.setattr(reproduce, "run_notebook", fake_run)
+    names = ["00_gan_foundations", "01_oasis"]
+    assert main(["--preset", "smoke", "--device", "cpu", "--only", *names, "--out", str(tmp_path)]) == 0
+    assert calls == [(n, "smoke", {"device": "cpu"}) for n in names]
+    calls.clear()
+    assert main(["--preset", "smoke", "--only", *names, "--out", str(tmp_path)]) == 0
+    assert calls == [(n, "smoke", {}) for n in names]  # without --device the notebooks keep their own (auto)
+    with pytest.raises(SystemExit):
+        main(["--device", "tpu", "--out", str(tmp_path)])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):  # asked for CUDA without one: stop before any notebook runs
+            main(["--device", "cuda", "--out", str(tmp_path)])
+    assert len(calls) == 2
+
+
+def test_notebook_tests_take_their_device_from_the_environment(monkeypatch):
+    import papermill
+
+    import notebook_utils
+
+    seen = {}
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, dest, parameters, **kw: seen.update(parameters))
+    monkeypatch.setenv("NBSYN_TEST_DEVICE", "cuda")
+    notebook_utils.run_papermill("a.ipynb", "b.ipynb", preset="smoke")
+    assert seen == {"preset": "smoke", "device": "cuda"}
+    seen.clear()
+    monkeypatch.delenv("NBSYN_TEST_DEVICE")
+    notebook_utils.run_papermill("a.ipynb", "b.ipynb", preset="smoke")
+    assert seen == {"preset": "smoke"}
