@@ -32,6 +32,17 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 
 
+def resolve_out_dir(out_dir) -> Path:
+    """A notebook's ``out_dir`` as an absolute path; a relative one is taken from the repository root.
+
+    papermill (``./run.sh``, the tests) starts kernels in the repository root, JupyterLab in
+    ``notebooks/``: without this, ``out_dir="runs/latest/01_oasis"`` would land in
+    ``notebooks/runs/...`` in JupyterLab. ``~`` is expanded; absolute paths are kept as they are.
+    """
+    path = Path(out_dir).expanduser()
+    return path if path.is_absolute() else ROOT / path
+
+
 SCALE_KEYS = ("image_size", "iterations", "batch_size", "dataset")
 _NONFINITE_WORD = re.compile(r"(?<![A-Za-z])[-+]?(nan|inf|infinity)(?![A-Za-z])", re.IGNORECASE)
 

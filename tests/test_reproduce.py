@@ -269,3 +269,18 @@ def test_notebook_tests_take_their_device_from_the_environment(monkeypatch):
     monkeypatch.delenv("NBSYN_TEST_DEVICE")
     notebook_utils.run_papermill("a.ipynb", "b.ipynb", preset="smoke")
     assert seen == {"preset": "smoke"}
+
+
+# ----------------------------------------------------------------------------- out_dir
+def test_resolve_out_dir_is_relative_to_the_repository_not_the_kernel_cwd(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from nbsyn.reproduce import ROOT, resolve_out_dir
+
+    assert (ROOT / "nbsyn" / "reproduce.py").exists() and (ROOT / "notebooks").is_dir()
+    monkeypatch.chdir(ROOT / "notebooks")  # where JupyterLab starts the kernel
+    assert resolve_out_dir("runs/latest/01_oasis") == ROOT / "runs" / "latest" / "01_oasis"
+    monkeypatch.chdir(tmp_path)
+    assert resolve_out_dir(Path("runs/x")) == ROOT / "runs" / "x"
+    assert resolve_out_dir(tmp_path / "abs") == tmp_path / "abs"  # absolute paths are kept
+    assert resolve_out_dir("~/runs").is_absolute() and resolve_out_dir("~/runs") == Path.home() / "runs"
