@@ -21,6 +21,7 @@ NOTEBOOKS = {
     "02_sivgan": "nbsyn.models.sivgan",
     "03_osmis": "nbsyn.models.osmis",
     "04_stylegan2_ssr": "nbsyn.models.ssr",
+    "08_semantic_image_analogy": "nbsyn.models.semia",
     "05_fewshot_sis_stylegan_prior": "nbsyn.models.fewshot_sis",
 }
 
