@@ -55,6 +55,25 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return (torch.sin((1 - t) * omega) / so) * a + (torch.sin(t * omega) / so) * b
 
 
+def side_by_side(images: Sequence[torch.Tensor], pad: int = 2) -> torch.Tensor:
+    """(3, H_i, W_i) images of any sizes in one row on white padding, each scaled (nearest) to the
+    tallest height; the layout of ``grid`` for equal sizes."""
+    height = max(img.shape[-2] for img in images)
+    scaled = []
+    for img in images:
+        h, w = img.shape[-2:]
+        if h != height:
+            img = torch.nn.functional.interpolate(img[None].float(), size=(height, round(w * height / h)),
+                                                  mode="nearest")[0]
+        scaled.append(img.float())
+    canvas = torch.ones(3, height + 2 * pad, sum(img.shape[-1] for img in scaled) + pad * (len(scaled) + 1))
+    x = pad
+    for img in scaled:
+        canvas[:, pad:pad + height, x:x + img.shape[-1]] = img
+        x += img.shape[-1] + pad
+    return canvas
+
+
 def png_bytes(image: torch.Tensor, upscale: int = 1) -> bytes:
     """(3, H, W) in [-1, 1] -> PNG bytes (nearest-neighbour upscaling keeps pixels crisp)."""
     from PIL import Image
@@ -157,8 +176,12 @@ class MaskPainter:
         self.labels = self.original.clone()
 
     def render(self) -> torch.Tensor:
-        """Label map and generated image side by side, (3, H, 2W + pad)."""
-        return grid(torch.stack([colorize(self.labels, self.palette), self.generate(self.labels).cpu()]), 2)
+        """Label map and generated image side by side on white, (3, H + 2 pad, W + W' + 3 pad).
+
+        ``generate`` may return any (3, H', W'): a wider image (e.g. image and mask side by side) or a
+        larger one; the label map is scaled (nearest) to the image's height.
+        """
+        return side_by_side([colorize(self.labels, self.palette), self.generate(self.labels).detach().float().cpu()])
 
     def widget(self):
         import ipywidgets as W

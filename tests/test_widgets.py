@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from nbsyn.viz import colorize
 from nbsyn.widgets import (InterpolationPanel, MaskPainter, ResamplePanel, canvas_to_label, lerp, paint_disc,
                            paint_stroke, png_bytes, slerp)
 
@@ -42,7 +43,12 @@ def test_panels_render_and_build_without_a_frontend():
     panel.widget()
     interp = InterpolationPanel(fake_generator(), torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0]))
     assert interp.strip(steps=3).shape == (6, 3, 8, 8)
-    assert torch.allclose(interp.render(0.5), interp.render(0.5)) and interp.render(0.0).mean() < interp.render(1.0).mean()
+    # the fake generator draws flat images of value tanh(z): z(0.5) = 0 -> 0, z(1) = (1, 1) -> tanh(1)
+    inner = lambda image: image[:, 2:10, 2:10]  # noqa: E731  (the first tile, inside the padding)
+    assert torch.equal(inner(interp.render(0.5)), torch.zeros(3, 8, 8))
+    assert torch.allclose(inner(interp.render(0.0)), torch.full((3, 8, 8), math.tanh(-1.0)))
+    interp.t = 1.0  # render() shows the slider's position
+    assert torch.allclose(inner(interp.render()), torch.full((3, 8, 8), math.tanh(1.0)))
     interp.widget()
 
 
@@ -62,3 +68,20 @@ def test_mask_painter_paints_in_label_coordinates_and_resets():
 
 def test_png_bytes_is_a_png():
     assert png_bytes(torch.zeros(3, 4, 4), upscale=2)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("height,width", [(16, 32), (32, 64), (16, 16)])
+def test_mask_painter_renders_a_generated_image_of_any_width(height, width):
+    # e.g. OSMIS-style generators that return the image and its mask side by side
+    labels = torch.zeros(16, 16, dtype=torch.long)
+    labels[:, 8:] = 1
+    palette = [(0, 0, 0), (255, 255, 255)]
+    image = torch.linspace(-1, 1, width).expand(3, height, width)
+    painter = MaskPainter(labels, ["a", "b"], palette, lambda lab: image, canvas_size=64)
+    out = painter.render()
+    assert out.shape == (3, height + 4, 2 + height + 2 + width + 2)
+    assert torch.equal(out[:, 2:2 + height, 2 + height + 2:2 + height + 2 + width], image)
+    label_part = out[:, 2:2 + height, 2:2 + height]  # the label map, scaled to the image's height
+    scale = height // 16
+    assert torch.equal(label_part[:, ::scale, ::scale], colorize(labels, palette))
+    assert (out[:, :2] == 1).all() and (out[:, :, 2 + height:4 + height] == 1).all()  # white padding
