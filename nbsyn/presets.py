@@ -23,6 +23,8 @@ NOTEBOOKS = {
     "04_stylegan2_ssr": "nbsyn.models.ssr",
     "08_semantic_image_analogy": "nbsyn.models.semia",
     "05_fewshot_sis_stylegan_prior": "nbsyn.models.fewshot_sis",
+    "07_sis_unconditional_generator": "nbsyn.models.sis_uncond",
+    "06_class_affinity_transfer": "nbsyn.models.cat",
 }
 
 
