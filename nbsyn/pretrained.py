@@ -28,12 +28,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from nbsyn.train import GeneratorState
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = "MANIFEST.json"
@@ -97,6 +99,12 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in [
     Entry("spade_scenes64", "oasis", "scenes", 64, 3000,
           "the same generator with the SPADE+ PatchGAN D (hinge, no VGG), same steps and data as oasis_scenes64",
           ("01_oasis",), settings=dict(_SIS, variant="SPADE+ D")),
+    Entry("sivgan_balloons", "sivgan", "scene", 32, 6000,
+          "SIV-GAN on notebook 02's single procedural scene (balloons and a house), cpu sizes",
+          ("02_sivgan",), settings=dict(preset="cpu", ema_decay=0.999)),
+    Entry("osmis_scenes", "osmis", "scenes", 32, 6000,
+          "OSMIS (masked content attention) on notebook 03's single image + mask, cpu sizes",
+          ("03_osmis",), settings=dict(preset="cpu", ema_decay=0.999)),
 ]}
 
 
@@ -201,19 +209,6 @@ def available(folder: Path | None = None) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # recipes: how each kind is built, trained, shipped and evaluated
 # ---------------------------------------------------------------------------------------------
-class Checkpointable:
-    """Wrap a torch.Generator so ``fit`` checkpoints its state with everything else."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self) -> dict:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state) -> None:
-        self.generator.set_state(state["state"])
-
-
 def _data(spec: Entry, n: int, seed: int):
     from nbsyn.data import make_dataset
 
@@ -244,7 +239,7 @@ class SegmenterRecipe:
         opt = torch.optim.Adam(net.parameters(), lr=spec.settings["lr"])
         gen = torch.Generator().manual_seed(spec.seed)
         step = make_segmenter_step(net, opt, data.images, data.labels, gen, spec.settings["batch_size"], device=device)
-        return step, {"G": net, "opt": opt, "sampler": Checkpointable(gen)}
+        return step, {"G": net, "opt": opt, "sampler": GeneratorState(gen)}
 
     @staticmethod
     def shipped(objects) -> dict[str, nn.Module]:
@@ -293,7 +288,7 @@ class StyleGAN2Recipe:
         step = sg.make_train_step(G, D, opt_g, opt_d, images, batch_size=s["batch_size"], r1_gamma=s["r1_gamma"],
                                   r1_every=s["r1_every"], mixing_prob=s["mixing_prob"], ema=ema, generator=gen,
                                   augment=lambda x: diff_augment(x, policy=s["diffaug_policy"], p=s["diffaug_p"]))
-        return step, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema, "sampler": Checkpointable(gen)}
+        return step, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema, "sampler": GeneratorState(gen)}
 
     @staticmethod
     def shipped(objects) -> dict[str, nn.Module]:
@@ -417,7 +412,96 @@ class OASISRecipe:
         viz.save(fig, out, "samples")
 
 
-RECIPES: dict[str, Any] = {"segmenter": SegmenterRecipe, "stylegan2": StyleGAN2Recipe, "oasis": OASISRecipe}
+class OneShotRecipe:
+    """SIV-GAN on one image (``kind="sivgan"``) or OSMIS on one image + mask (``kind="osmis"``), at the
+    `cpu` preset of their notebook (02 / 03) with a longer, fixed step count."""
+
+    @staticmethod
+    def cfg(spec: Entry) -> dict:
+        from nbsyn.models import osmis, sivgan
+
+        module = sivgan if spec.kind == "sivgan" else osmis
+        return {**module.PRESETS[spec.settings["preset"]], "iterations": spec.steps, "time_budget_s": None,
+                "seed": spec.seed, "dataset": spec.dataset, "ema_decay": spec.settings["ema_decay"]}
+
+    @staticmethod
+    def data(spec: Entry):
+        """(frames (N,3,H,W), labels (N,H,W) or None, num_classes or None) of the training pair."""
+        from nbsyn.models import osmis, sivgan
+
+        cfg = OneShotRecipe.cfg(spec)
+        h, w = sivgan.image_shape(cfg)
+        if spec.kind == "sivgan":
+            from nbsyn.data.single import load_training_frames
+
+            frames, labels, _ = load_training_frames(spec.dataset, h, w, seed=spec.seed)
+            return frames, labels, None
+        data = osmis.load_oneshot(spec.dataset, (h, w), cfg["heldout"], spec.seed)
+        if data.image.dim() == 3:
+            return data.image[None], data.labels[None], data.num_classes
+        return data.image, data.labels, data.num_classes
+
+    @staticmethod
+    def model(spec: Entry, device="cpu"):
+        from nbsyn.models import osmis, sivgan
+
+        frames, labels, classes = OneShotRecipe.data(spec)
+        if spec.kind == "sivgan":
+            return sivgan.SIVGAN(OneShotRecipe.cfg(spec), frames, device=device)
+        return osmis.OSMIS(OneShotRecipe.cfg(spec), frames, labels, classes, device=device)
+
+    @staticmethod
+    def build(spec: Entry) -> dict[str, nn.Module]:
+        model = OneShotRecipe.model(spec)
+        return {"G": model.G, "D": model.D}
+
+    @staticmethod
+    def trainer(spec: Entry, modules, device):
+        model = OneShotRecipe.model(spec, device)
+        return model.step, model.objects()
+
+    @staticmethod
+    def shipped(objects) -> dict[str, nn.Module]:
+        return {"G": objects["ema"].module, "D": objects["D"]}
+
+    @staticmethod
+    def samples(spec: Entry, ref: Reference, n: int, seed: int = 0):
+        """``n`` samples (images, or (images, masks) for OSMIS) from the shipped EMA generator."""
+        model = OneShotRecipe.model(spec, next(ref.G.parameters()).device)
+        model.ema.module = ref.G
+        return model.sample(n, seed=seed)
+
+    @staticmethod
+    def evaluate(spec: Entry, ref: Reference, device) -> dict[str, float]:
+        """Diversity, distance to the training image (and its flip), patch realism (weight-free)."""
+        from nbsyn.models import sivgan
+
+        frames = OneShotRecipe.data(spec)[0]
+        out = OneShotRecipe.samples(spec, ref, 50, seed=1)
+        images = out if torch.is_tensor(out) else out[0]
+        scores = sivgan.evaluate_samples(images.clamp(-1, 1), frames)
+        return {k: v for k, v in scores.items() if k in ("ms_ssim", "pixel_div", "dist_rmse", "patch_nn")}
+
+    @staticmethod
+    def figures(spec: Entry, ref: Reference, out: Path) -> None:
+        from nbsyn import viz
+
+        samples = OneShotRecipe.samples(spec, ref, 15)
+        if torch.is_tensor(samples):
+            images = torch.cat([OneShotRecipe.data(spec)[0][:1], samples.clamp(-1, 1)])
+        else:
+            from nbsyn.models import osmis
+
+            frames, labels, classes = OneShotRecipe.data(spec)
+            masks = samples[1].argmax(1) if samples[1].dim() == 4 else samples[1]
+            images = osmis.pair_rows(torch.cat([frames[:1], samples[0][:7].clamp(-1, 1)]),
+                                     torch.cat([labels[:1], masks[:7]]), osmis.object_palette(classes))
+        fig = viz.show_images(images, nrow=8, title=f"{spec.name}: the training image, then samples")
+        viz.save(fig, out, "samples")
+
+
+RECIPES: dict[str, Any] = {"segmenter": SegmenterRecipe, "stylegan2": StyleGAN2Recipe, "oasis": OASISRecipe,
+                           "sivgan": OneShotRecipe, "osmis": OneShotRecipe}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,16 +548,21 @@ def half_state(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | None = None,
           folder: Path | None = None, work: Path | None = None, progress: bool = True,
-          ckpt_every: int = 250, evaluate_after: bool = True) -> dict[str, Any]:
+          ckpt_every: int = 250, evaluate_after: bool = True, overrides: Mapping[str, Any] | None = None
+          ) -> dict[str, Any]:
     """Train ``name`` for its fixed step count (or ``steps``), ship it into ``folder`` and evaluate it.
 
     Checkpoints go to ``work`` (default ``runs/pretrained/<name>``) every ``ckpt_every`` steps, so
-    an interrupted run continues bit-identically with ``resume``. Returns the manifest entry.
+    an interrupted run continues bit-identically with ``resume``. ``overrides`` change settings
+    (e.g. a tiny ``n_train`` in tests). Returns the manifest entry, including ``state_sha256``, a hash
+    of the whole final training state (weights, optimisers, RNGs) that a remake can be compared with.
     """
     from nbsyn.runtime import seed_everything
     from nbsyn.train import fit
 
     spec = entry(name)
+    if overrides:
+        spec = replace(spec, settings={**spec.settings, **overrides})
     recipe = RECIPES[spec.kind]
     total = spec.steps if steps is None else steps
     folder = Path(folder) if folder is not None else shipped_dir()
@@ -499,6 +588,7 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
         "machine": platform.machine(), "commit": _commit(), "sha256": sha256_file(path),
         "size_bytes": path.stat().st_size, "dtype": "float16",
         "final_losses": {k: round(v, 4) for k, v in history.last(100).items()},
+        "state_sha256": state_hash(objects),
     }
     record["fp16_max_abs_diff"] = _fp16_error(spec, shipped, device)
     manifest = read_manifest(folder)
@@ -507,7 +597,7 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
     if evaluate_after:
         ref = load(name, device, folder)
         record["metrics"] = {k: round(float(v), 4) for k, v in recipe.evaluate(spec, ref, device).items()}
-        recipe.figures(spec, ref, work / "figures")
+        recipe.figures(spec, ref, work)
         manifest = read_manifest(folder)
         manifest[name] = record
         write_manifest(manifest, folder)
@@ -521,7 +611,11 @@ def _fp16_error(spec: Entry, shipped: Mapping[str, nn.Module], device) -> float:
     copy = RECIPES[spec.kind].build(spec)["G"].to(device).eval()
     copy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half_state(G).items()})
     x = probe_input(spec, G)
-    return float((G(x.to(device)) - copy(x.to(device))).abs().max())
+    def image(net):
+        out = net(x.to(device))
+        return getattr(out, "image", out)  # the one-shot generators return a GeneratorOutput
+
+    return float((image(G) - image(copy)).abs().max())
 
 
 def probe_input(spec: Entry, G: nn.Module) -> torch.Tensor:
@@ -529,6 +623,8 @@ def probe_input(spec: Entry, G: nn.Module) -> torch.Tensor:
     gen = torch.Generator().manual_seed(0)
     if spec.kind == "stylegan2":
         return torch.randn(4, G.cfg.z_dim, generator=gen)
+    if spec.kind in ("sivgan", "osmis"):
+        return G.sample_z(4, gen, "cpu")
     data = _eval_data(spec)
     if spec.kind == "segmenter":
         return data.images[:4]

@@ -77,6 +77,19 @@ class EMA:
         self.module.load_state_dict(state["module"])
 
 
+class GeneratorState:
+    """``state_dict`` / ``load_state_dict`` for a ``torch.Generator``, so that ``fit`` checkpoints it."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.generator.get_state()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.generator.set_state(state["state"])
+
+
 @dataclass
 class History:
     """What ``fit`` recorded: losses per step, how far it got, and why it stopped."""

@@ -208,6 +208,7 @@ from dataclasses import dataclass  # noqa: E402
 
 from nbsyn.models import sivgan  # noqa: E402
 from nbsyn.nn.heads import MultiHeadD, per_block_bce, sn  # noqa: E402
+from nbsyn.train import GeneratorState  # noqa: E402
 
 MASK_SUPERVISIONS = ("mca", "concat", "none")  # Table 6.3: MCA (ours), input concatenation, none
 
@@ -456,7 +457,8 @@ class OSMIS:
         self.rng = torch.Generator().manual_seed(seed)
 
     def objects(self) -> dict:
-        return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d}
+        return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d,
+                "rng": GeneratorState(self.rng)}
 
     def real_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         idx = torch.randint(len(self.images), (self.cfg["batch_size"],), generator=self.rng)

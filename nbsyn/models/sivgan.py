@@ -45,6 +45,7 @@ import torch.nn.functional as F
 from nbsyn.data.single import fit_frames  # noqa: F401  (re-exported for the notebook)
 from nbsyn.nn.diffaug import DEFAULT_POLICY, diff_augment
 from nbsyn.nn.heads import MultiHeadD, per_block_bce, sn
+from nbsyn.train import GeneratorState
 
 # [CODE] channel multipliers (x base_channels); G uses the last num_blocks+1 entries, D the first ones.
 G_MULTIPLIERS = (8, 8, 8, 8, 8, 8, 8, 4, 2, 1)
@@ -600,7 +601,7 @@ class SIVGAN:
     def objects(self) -> dict:
         """Everything ``nbsyn.train.fit`` must checkpoint to resume bit-identically (incl. our RNG)."""
         return {"G": self.G, "D": self.D, "ema": self.ema, "opt_g": self.opt_g, "opt_d": self.opt_d,
-                "rng": _GeneratorState(self.rng)}
+                "rng": GeneratorState(self.rng)}
 
     def real_batch(self) -> torch.Tensor:
         idx = torch.randint(len(self.frames), (self.cfg["batch_size"],), generator=self.rng)
@@ -651,19 +652,6 @@ class SIVGAN:
         gen = torch.Generator().manual_seed(seed)
         z = g.sample_z(n, gen, self.device)
         return torch.cat([g(z[i:i + batch]).image for i in range(0, n, batch)]).cpu()
-
-
-class _GeneratorState:
-    """state_dict / load_state_dict for a torch.Generator, so checkpoints include it."""
-
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-
-    def state_dict(self) -> dict:
-        return {"state": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["state"])
 
 
 def train_arm(cfg, frames: torch.Tensor, device="cpu", desc: str = "SIV-GAN", iterations: int | None = None,
