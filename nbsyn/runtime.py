@@ -36,15 +36,14 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def default_threads() -> int:
-    """2 threads (or fewer cores), but 1 when the machine is already busy.
+    """2 threads (or 1 on a single-core machine), whatever the machine's load.
 
-    On a loaded machine two OpenMP threads that spin-wait for each other can run several times
-    slower than one (measured here: a DCGAN step 0.86 s with 2 threads vs 0.11 s with 1 under a
-    load of 7 on 2 cores), so a busy machine gets one thread. ``NBSYN_THREADS`` overrides this.
+    The thread count changes the order of floating-point sums inside convolutions, so it is part of
+    what decides a run's numbers: a fixed default keeps results identical on an idle and a busy
+    machine (a busy one is only slower; ``OMP_WAIT_POLICY=PASSIVE``, set by run.sh and test.sh,
+    stops waiting threads from spinning). ``NBSYN_THREADS`` overrides it.
     """
-    cores = os.cpu_count() or 1
-    busy = hasattr(os, "getloadavg") and os.getloadavg()[0] >= cores
-    return 1 if busy else min(DEFAULT_THREADS, cores)
+    return min(DEFAULT_THREADS, os.cpu_count() or 1)
 
 
 def set_threads(threads: int | None = None) -> int:
