@@ -325,3 +325,23 @@ def test_edit_metrics_on_the_oracle_and_the_identity():
     assert ident["colour_acc_edit"] < 0.2
     assert M.patch_distance(img, img, lab, lab) == 0.0
     assert M.resolved(0.1, 0.02) == "resolved" and M.resolved(0.03, 0.02) == "not resolved"
+
+
+def test_region_edit_panel_logic_without_a_frontend():
+    lab = torch.zeros(16, 24, dtype=torch.long)
+    lab[4:8, 4:8] = 2
+    panel = M.RegionEditPanel(lab, ["sky", "ground", "balloon"], [(0, 0, 255), (0, 255, 0), (255, 0, 0)],
+                              generate=lambda p: torch.zeros(3, 16, 24), upscale=4)
+    cid = [c for text, c in panel.regions() if text.startswith("balloon")][0]
+    moved = panel.move(cid, 0, 8)
+    assert (moved[4:8, 12:16] == 2).all() and not (moved[4:8, 4:8] == 2).any()
+    cid = [c for text, c in panel.regions() if text.startswith("balloon")][0]
+    assert (panel.scale(cid, 1.5) == 2).sum() > 16
+    panel.paint([(4, 4), (40, 4)], cls=1, radius=1.0)  # canvas pixels -> label rows/cols / 4
+    assert (panel.labels[0:3, 0:11] == 1).any()
+    with pytest.raises(ValueError, match="class id"):
+        panel.paint([(4, 4)], cls=7, radius=1.0)
+    assert panel.render().shape[0] == 3
+    panel.reset()
+    assert torch.equal(panel.labels, lab)
+    assert panel.widget() is not None  # builds without a browser

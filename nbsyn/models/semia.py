@@ -38,8 +38,7 @@ DESCRIPTORS = ("pixel",)
 _PAPER = {
     "seed": 0,
     "iterations": 2500,          # "above 2k iterations" (L195); code: 2500
-    "image_size": 256,           # not stated; the official examples are 250-750 px
-    "image_width": 256,
+    "image_size": 256,           # scene height (width = 4/3 of it, rounded to a multiple of 8); not stated
     "photo_size": 256,
     "batch_size": 1,             # [CODE]; not stated in the text
     "dataset": "single_scene",   # the real single images come through data_scripts (not shipped here)
@@ -64,7 +63,7 @@ _PAPER = {
     "segmenter_steps": 2000, "segmenter_renders": 2000, "segmenter_width": 32,
     "n_seeds": 1, "curve_every": 50,
 }
-_GPU = {**_PAPER, "iterations": 1000, "image_size": 128, "image_width": 176, "photo_size": 128,
+_GPU = {**_PAPER, "iterations": 1000, "image_size": 128, "photo_size": 128,
         "base_nc": 16, "d_base": 16, "aux_channels": 64, "rec_every": 5, "lr_g": 5e-3, "lr_d": 2e-2, "lr_s": 5e-3,
         "ramp_iterations": 300, "lambda_rec": 5.0, "patches": (64, 32), "spade_channels": 16, "spade_hidden": 32,
         "n_seeds": 3, "segmenter_steps": 1500, "segmenter_renders": 1000, "segmenter_width": 16}
@@ -76,11 +75,11 @@ PRESETS = {
     # pilot learned the identity path ~3x faster with it (§8.4, §8.11). Losses as in the paper.
     # iterations: FIXED and equal for every learned arm (the SPADE-style arm gets iterations * g_steps
     # G updates, the same number as SemIA); time_budget_s only guards against a stuck run.
-    "cpu": {**_GPU, "iterations": 30, "image_size": 48, "image_width": 64, "photo_size": 64, "base_nc": 8,
-            "d_base": 8, "aux_channels": 32, "ramp_iterations": 12, "spade_channels": 8, "spade_hidden": 16,
+    "cpu": {**_GPU, "iterations": 60, "image_size": 48, "photo_size": 64, "base_nc": 8,
+            "d_base": 8, "aux_channels": 32, "ramp_iterations": 24, "spade_channels": 8, "spade_hidden": 16,
             "spade_ndf": 16, "n_seeds": 2, "segmenter_steps": 250, "segmenter_renders": 192,
             "segmenter_width": 16, "threads": 2, "curve_every": 5, "time_budget_s": 600},
-    "smoke": {**_GPU, "iterations": 2, "image_size": 16, "image_width": 24, "photo_size": 16, "base_nc": 4,
+    "smoke": {**_GPU, "iterations": 2, "image_size": 16, "photo_size": 16, "base_nc": 4,
               "d_base": 4, "aux_channels": 8, "g_steps": 2, "rec_every": 2, "ramp_iterations": 1,
               "patches": (4, 2), "spade_channels": 4, "spade_hidden": 8, "spade_ndf": 8, "n_seeds": 1,
               "segmenter_steps": 5, "segmenter_renders": 8, "segmenter_width": 8, "threads": 1,
@@ -809,6 +808,11 @@ def scene_edits():
     }
 
 
+def scene_width(height: int) -> int:
+    """The scene's width: 4/3 of its height, rounded to a multiple of 8 (48 -> 64, 16 -> 24)."""
+    return max(8, 8 * round(height * 4 / 3 / 8))
+
+
 def render_scene_edits(h: int, w: int):
     """(source image, source labels, {edit: (P', oracle I')}) of the procedural scene at h x w."""
     from nbsyn.data.single import render_scene
@@ -971,10 +975,13 @@ def edit_metrics(generated, image, p_source, p_target, num_classes, oracle=None,
            "edit_rmse": rmse(generated, oracle, C) if oracle is not None else None,
            "patch_dist": patch_distance(generated, image, p_target, p_source),
            "colour_acc_edit": colour_class_accuracy(generated, image, p_source, p_target, C, num_classes),
-           "seg_acc_edit": None, "seg_acc": None}
+           "seg_acc_edit": None, "seg_acc": None, "seg_miou": None}
     if segmenter is not None:
         pred = segment(segmenter, generated[None])[0]
+        from nbsyn.metrics.miou import miou_and_accuracy
+
         out["seg_acc"] = float((pred == p_target).float().mean())
+        out["seg_miou"] = miou_and_accuracy(pred, p_target, num_classes)["miou"]
         out["seg_acc_edit"] = float((pred[C] == p_target[C]).float().mean()) if C.any() else None
     return out
 
@@ -1007,6 +1014,120 @@ def resolved(diff: float, spread: float) -> str:
     return "resolved" if abs(diff) > 2 * spread else "not resolved"
 
 
+# --------------------------------------------------------------------------------------------- widget
+
+
+class RegionEditPanel:
+    """Paint (``nbsyn.widgets.MaskPainter`` logic) or move / scale / remove connected regions of the target
+    map P', then regenerate I' = generate(P'). ``render()`` is [P' coloured | I'] for the static figure."""
+
+    def __init__(self, labels: torch.Tensor, class_names, palette, generate, upscale: int = 4):
+        from nbsyn.widgets import MaskPainter
+
+        h, w = labels.shape
+        self.painter = MaskPainter(labels, class_names, palette, generate, canvas_size=h * upscale)
+        self.upscale, self.h, self.w = upscale, h, w
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.painter.labels
+
+    def _set(self, labels: torch.Tensor) -> torch.Tensor:
+        if labels.shape != (self.h, self.w) or labels.min() < 0 or labels.max() >= len(self.painter.class_names):
+            raise ValueError(f"a target map must be ({self.h}, {self.w}) with ids in [0, {len(self.painter.class_names) - 1}]")
+        self.painter.labels = labels.long()
+        return self.painter.labels
+
+    def regions(self) -> list[tuple[str, int]]:
+        """(description, component id) of the current map's connected regions, largest first."""
+        comps = connected_regions(self.labels)
+        sizes = torch.bincount(comps.reshape(-1))
+        out = []
+        for cid in sizes.argsort(descending=True).tolist():
+            cls = int(self.labels[comps == cid][0])
+            out.append((f"{self.painter.class_names[cls]} #{cid} ({int(sizes[cid])} px)", cid))
+        return out
+
+    def _mask(self, cid: int) -> torch.Tensor:
+        mask = connected_regions(self.labels) == cid
+        if not mask.any():
+            raise ValueError(f"no region {cid}")
+        return mask
+
+    def paint(self, points, cls: int, radius: float) -> torch.Tensor:
+        """A stroke in canvas pixel (x, y) coordinates."""
+        if not 0 <= cls < len(self.painter.class_names):
+            raise ValueError(f"class id {cls} out of range [0, {len(self.painter.class_names) - 1}]")
+        self.painter.cls, self.painter.radius = cls, radius
+        return self.painter.paint(points)
+
+    def move(self, cid: int, dy: int, dx: int) -> torch.Tensor:
+        return self._set(move_region(self.labels, self._mask(cid), dy, dx))
+
+    def scale(self, cid: int, factor: float) -> torch.Tensor:
+        return self._set(scale_region(self.labels, self._mask(cid), factor))
+
+    def remove(self, cid: int) -> torch.Tensor:
+        return self._set(remove_region(self.labels, self._mask(cid)))
+
+    def reset(self) -> None:
+        self.painter.reset()
+
+    def render(self) -> torch.Tensor:
+        return self.painter.render()
+
+    def widget(self):
+        import ipywidgets as W
+        from ipycanvas import Canvas
+
+        from nbsyn.viz import colorize, to_numpy_image
+        from nbsyn.widgets import png_bytes
+
+        up = self.upscale
+        canvas = Canvas(width=self.w * up, height=self.h * up)
+        result = W.Image(value=png_bytes(self.painter.generate(self.labels).cpu(), up), format="png")
+        cls = W.Dropdown(options=[(n, i) for i, n in enumerate(self.painter.class_names)], value=0, description="class")
+        brush = W.FloatSlider(value=max(1.0, self.h / 16), min=0.5, max=self.h / 4, step=0.5, description="brush")
+        region = W.Dropdown(options=self.regions(), description="region")
+        dy = W.IntSlider(0, min=-self.h // 2, max=self.h // 2, description="dy")
+        dx = W.IntSlider(0, min=-self.w // 2, max=self.w // 2, description="dx")
+        factor = W.FloatSlider(1.0, min=0.5, max=2.0, step=0.1, description="scale")
+        move_b, scale_b, remove_b = W.Button(description="move"), W.Button(description="scale"), W.Button(description="remove")
+        reset_b = W.Button(description="reset")
+        stroke: list = []
+
+        def redraw():
+            canvas.put_image_data((to_numpy_image(colorize(self.labels, self.painter.palette))
+                                   .repeat(up, 0).repeat(up, 1) * 255).astype("uint8"), 0, 0)
+            region.options = self.regions()
+            result.value = png_bytes(self.painter.generate(self.labels).cpu(), up)  # regenerate (~tens of ms)
+
+        def down(x, y):
+            stroke[:] = [(x, y)]
+            self.paint(stroke, cls.value, brush.value)
+
+        def move(x, y):
+            if stroke:
+                self.paint([stroke[-1], (x, y)], cls.value, brush.value)
+                stroke.append((x, y))
+
+        def release(x, y):
+            if stroke:
+                stroke.clear()
+                redraw()
+
+        canvas.on_mouse_down(down)
+        canvas.on_mouse_move(move)
+        canvas.on_mouse_up(release)
+        move_b.on_click(lambda _: (self.move(region.value, dy.value, dx.value), redraw()))
+        scale_b.on_click(lambda _: (self.scale(region.value, factor.value), redraw()))
+        remove_b.on_click(lambda _: (self.remove(region.value), redraw()))
+        reset_b.on_click(lambda _: (self.reset(), redraw()))
+        redraw()
+        return W.VBox([W.HBox([cls, brush, reset_b]), W.HBox([region, remove_b]), W.HBox([dy, dx, move_b]),
+                       W.HBox([factor, scale_b]), W.HBox([canvas, result])])
+
+
 __all__ = [
     "PRESETS", "VARIANTS", "SemIAGenerator", "Encoder", "Decoder", "SFT", "SFTBranch", "PatchGAN",
     "FPSEDiscriminator", "AuxASPP", "standardize", "modulate", "translation_inputs", "patch_coherence_loss",
@@ -1014,4 +1135,5 @@ __all__ = [
     "train_semia", "train_spade", "image_analogies", "scene_edits", "render_scene_edits", "photo_edits",
     "connected_regions", "fill_vacated", "move_region", "scale_region", "remove_region", "edit_metrics",
     "patch_distance", "colour_class_accuracy", "count_parameters", "random_scene_renders", "check_pair",
+    "RegionEditPanel",
 ]
