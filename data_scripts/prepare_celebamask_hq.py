@@ -1,61 +1,88 @@
-"""Prepare CelebAMask-HQ for notebook 07's paper preset: compose the 19-class label maps once.
+"""Prepare CelebAMask-HQ for notebook 05's paper preset (Endo & Kanamori 2021, L174), in the official
+code's layout ``<out>/CelebAMask-HQ/{train,test}/{images,labels}``.
 
-This machine has no internet; download ``CelebAMask-HQ.zip`` elsewhere (github.com/switchablenorms/
-CelebAMask-HQ: Google Drive or Baidu links), then unpack and compose (or only check with --root):
+This machine has no internet; get the original release (github.com/switchablenorms/CelebAMask-HQ,
+``CelebAMask-HQ.zip``) elsewhere, unpack it, then:
 
-    python data_scripts/prepare_celebamask_hq.py --zip CelebAMask-HQ.zip --out data
-    python data_scripts/prepare_celebamask_hq.py --root data/CelebAMask-HQ
+    python data_scripts/prepare_celebamask_hq.py --release CelebAMask-HQ --out data [--test-list test.txt]
 
-Composing writes ``CelebAMask-HQ-label/<id>.png`` (uint8 ids 0..18, 512 px) from the binary part masks
-in the order of the repository's g_mask.py, later parts over earlier ones. The notebook reads the data
-with ``nbsyn.data.celebamask_hq.load(root, split, size)`` (train = ids < 28,000, test = the last 2,000).
+The release has ``CelebA-HQ-img/<i>.jpg`` (30,000 images, 1024 px) and per-part binary masks
+``CelebAMask-HQ-mask-anno/<i // 2000>/<i:05d>_<part>.png`` (512 px). The parts are combined into one
+index map in the 19-class order pSp and SEAN use (later classes overwrite earlier ones, as the
+release's own script does). The paper uses SEAN's 28,000 / 2,000 split (L174): pass SEAN's test image
+indices (one per line) with ``--test-list``; without it the last 2,000 indices are the test split and
+the script says that this is NOT SEAN's list. Labels are written as mode-L PNGs.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+from nbsyn.data import fewshot_smis  # noqa: E402
 
-from nbsyn.data import celebamask_hq as cm  # noqa: E402
-from nbsyn.data.semantic_pairs import extract_zip  # noqa: E402
+PARTS = fewshot_smis.CELEBAMASK_CLASSES[1:]  # class i + 1 = PARTS[i]; 0 = background
+FOLDER_SIZE = 2000  # masks of image i are in folder i // 2000
 
 
-def compose_all(root: Path, limit: int | None = None) -> int:
+def combine_parts(anno: Path, index: int) -> np.ndarray:
+    """One (H, W) uint8 index map from the binary part masks of image ``index``."""
     from PIL import Image
 
-    out = root / "CelebAMask-HQ-label"
-    out.mkdir(exist_ok=True)
-    ids = cm.list_ids(root, "train") + cm.list_ids(root, "test")
-    for n, idx in enumerate(ids[:limit] if limit else ids):
-        Image.fromarray(cm.compose_label(root, idx).astype(np.uint8)).save(out / f"{idx}.png")
-    return min(len(ids), limit or len(ids))
+    folder = anno / str(index // FOLDER_SIZE)
+    labels = None
+    for cls, part in enumerate(PARTS, start=1):
+        path = folder / f"{index:05d}_{part}.png"
+        if not path.is_file():
+            continue
+        with Image.open(path) as im:
+            mask = np.array(im.convert("L")) > 0
+        if labels is None:
+            labels = np.zeros(mask.shape, dtype=np.uint8)
+        labels[mask] = cls
+    if labels is None:
+        raise FileNotFoundError(f"no part masks for image {index} in {folder}")
+    return labels
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--zip", help="CelebAMask-HQ.zip")
-    ap.add_argument("--out", default="data", help="folder to unpack into (gets CelebAMask-HQ/)")
-    ap.add_argument("--root", help="an already unpacked CelebAMask-HQ folder")
-    ap.add_argument("--no-compose", action="store_true", help="only check; do not write CelebAMask-HQ-label/")
+    ap.add_argument("--release", required=True, help="the unpacked CelebAMask-HQ release folder")
+    ap.add_argument("--out", default="data", help="data root (gets CelebAMask-HQ/{train,test}/...)")
+    ap.add_argument("--test-list", help="SEAN's test split: image indices, one per line")
+    ap.add_argument("--limit", type=int, help="only the first N images (for trying the script)")
     args = ap.parse_args(argv)
-    if bool(args.zip) == bool(args.root):
-        ap.error("give exactly one of --zip or --root")
-    if args.zip:
-        print(f"unpacked {extract_zip(args.zip, args.out)} files into {args.out}")
-        root = Path(args.out) / cm.ROOT_NAME
+    release = Path(args.release)
+    img_dir, anno = release / "CelebA-HQ-img", release / "CelebAMask-HQ-mask-anno"
+    if not img_dir.is_dir() or not anno.is_dir():
+        raise SystemExit(f"{release} is not the CelebAMask-HQ release: expected CelebA-HQ-img/ and CelebAMask-HQ-mask-anno/")
+    indices = sorted(int(p.stem) for p in img_dir.glob("*.jpg"))[: args.limit]
+    if args.test_list:
+        test = {int(line) for line in Path(args.test_list).read_text().split()}
     else:
-        root = Path(args.root)
-    root = cm.find_root(root)
-    for split, expected in cm.SPLIT_SIZES.items():
-        n = len(cm.list_ids(root, split))
-        print(f"{split}: {n} images" + ("" if n == expected else f" (the official split has {expected})"))
-    if not args.no_compose:
-        print(f"composed {compose_all(root)} label maps into {root / 'CelebAMask-HQ-label'}")
+        test = set(indices[-min(2000, len(indices) // 15 or 1):])
+        print("WARNING: no --test-list: the last indices are the test split; this is NOT SEAN's split (L174)")
+    from PIL import Image
+
+    counts = {"train": 0, "test": 0}
+    for i in indices:
+        split = "test" if i in test else "train"
+        base = Path(args.out) / "CelebAMask-HQ" / split
+        (base / "images").mkdir(parents=True, exist_ok=True)
+        (base / "labels").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(img_dir / f"{i}.jpg", base / "images" / f"{i:05d}.jpg")
+        Image.fromarray(combine_parts(anno, i), mode="L").save(base / "labels" / f"{i:05d}.png")
+        counts[split] += 1
+    for split, n in counts.items():
+        expected = fewshot_smis.DATASETS["celebamask_hq"]["split_sizes"][split]
+        note = "" if n == expected else f" (the paper's split has {expected})"
+        print(f"{split}: {n} pairs{note}")
     return 0
 
 

@@ -345,3 +345,20 @@ def test_missing_official_checkpoint_names_the_file(tmp_path):
         fs.load_official_generator("stylegan2-ffhq-config-f", root=str(tmp_path))
     with pytest.raises(ValueError, match="unknown official checkpoint"):
         fs.load_official_generator("biggan", root=str(tmp_path))
+
+
+def test_slider_panel_renders_what_the_sliders_say():
+    calls = []
+
+    def render(l, t):
+        calls.append((l, t))
+        return torch.full((3, 4, 4), float(l) / 10)
+
+    panel = fs.SliderPanel(render, {"l": (1, 8, 1, 5), "t": (0.0, 1.0, 0.1, 0.5)})
+    assert panel.render().mean().item() == pytest.approx(0.5)
+    assert panel.render(l=2).mean().item() == pytest.approx(0.2) and calls[-1] == (2, 0.5)
+    assert panel.render(t=0.9) is not None and calls[-1] == (2, 0.9)  # the other slider keeps its value
+    with pytest.raises(ValueError, match="unknown slider"):
+        panel.render(k=3)
+    with pytest.raises(ValueError, match="outside"):
+        fs.SliderPanel(render, {"l": (1, 8, 1, 9)})

@@ -492,6 +492,31 @@ def make_encoder_step(E: StyleEncoder, G, opt: torch.optim.Optimizer,
     return step
 
 
+def train_encoder(cfg, G, num_classes: int, source: Callable, seed: int, desc: str = "encoder",
+                  progress: bool = True):
+    """A fresh encoder (initialised from ``seed``) trained for exactly ``cfg['iterations']`` steps of
+    Eq. 3 on ``source``; Adam at ``enc_lr`` (the paper: Ranger, lr 1e-4, L312). Returns (E, History)."""
+    from nbsyn.train import fit
+
+    torch.manual_seed(seed)
+    dev = G.mapping.w_avg.device
+    E = build_encoder(cfg, num_classes, G).to(dev)
+    opt = torch.optim.Adam(E.parameters(), lr=cfg["enc_lr"])
+    step = make_encoder_step(E, G, opt, source, cfg["batch_size"])
+    history = fit(step, cfg["iterations"], {"E": E, "opt": opt}, time_budget_s=cfg["time_budget_s"], desc=desc,
+                  progress=progress)
+    return E.eval(), history
+
+
+def layout_scores(segmenter: nn.Module, images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+    """The paper's protocol (L216, L223): segment the generated images with an external segmenter
+    and compare with the input maps: mIoU, pixel accuracy, fwIoU and the per-class IoU."""
+    from nbsyn.metrics import confusion_matrix, scores_from_confusion, segment
+
+    cm = confusion_matrix(segment(segmenter, images), labels.cpu(), num_classes)
+    return {**scores_from_confusion(cm), "fwiou": fw_iou(cm)}
+
+
 # ---------------------------------------------------------------------------------------------
 # Arm S data: the few pairs repeated with paired augmentation (a batch stream that never starves)
 # ---------------------------------------------------------------------------------------------
@@ -624,3 +649,41 @@ def load_official_generator(name: str, root: str | None = None, device="cpu"):
     G = sg.Generator(cfg)
     G.load_state_dict(convert_rosinality(state, cfg))
     return G.to(device).eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------------------------------------
+# A slider panel for the notebook's widgets (l slider, k / t explorer); the logic is render()
+# ---------------------------------------------------------------------------------------------
+class SliderPanel:
+    """Sliders -> one image. ``render_fn(**values) -> (3, H, W)`` in [-1, 1]; ``render(**changes)``
+    is what the widget shows after those slider moves (the tests call it without ipywidgets)."""
+
+    def __init__(self, render_fn: Callable[..., torch.Tensor], sliders: dict[str, tuple], upscale: int = 4,
+                 title: str = ""):
+        for name, (lo, hi, step, value) in sliders.items():
+            if not lo <= value <= hi:
+                raise ValueError(f"slider {name!r}: start value {value} outside [{lo}, {hi}]")
+        self.render_fn, self.sliders, self.upscale, self.title = render_fn, dict(sliders), upscale, title
+        self.values = {name: spec[3] for name, spec in sliders.items()}
+
+    def render(self, **changes) -> torch.Tensor:
+        unknown = set(changes) - set(self.values)
+        if unknown:
+            raise ValueError(f"unknown slider(s) {sorted(unknown)}; sliders: {sorted(self.values)}")
+        self.values.update(changes)
+        return self.render_fn(**self.values)
+
+    def widget(self):
+        import ipywidgets as W
+
+        from nbsyn.widgets import png_bytes
+
+        image = W.Image(value=png_bytes(self.render(), self.upscale), format="png")
+        controls = []
+        for name, (lo, hi, step, value) in self.sliders.items():
+            kind = W.IntSlider if all(isinstance(v, int) for v in (lo, hi, step, value)) else W.FloatSlider
+            slider = kind(value=value, min=lo, max=hi, step=step, description=name, continuous_update=False)
+            slider.observe(lambda ch, n=name: setattr(image, "value", png_bytes(self.render(**{n: ch["new"]}),
+                                                                                 self.upscale)), names="value")
+            controls.append(slider)
+        return W.VBox([W.HTML(f"<b>{self.title}</b>"), W.HBox(controls), image])
