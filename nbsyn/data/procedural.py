@@ -57,8 +57,12 @@ def _paint(image, labels, mask, cls, colour, texture, shade):
     labels[mask] = cls
 
 
-def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """An outdoor scene: sky and clouds, a mountain ridge, grass, a lake, a road, trees and rocks."""
+def render_scene(seed: int, index: int, size: int, colours=SCENE_COLOURS) -> tuple[torch.Tensor, torch.Tensor]:
+    """An outdoor scene: sky and clouds, a mountain ridge, grass, a lake, a road, trees and rocks.
+
+    ``colours`` gives the base colour of each of the 8 classes (the default is the ``scenes``
+    palette); the random draws do not depend on it, so a recoloured scene has the same layout.
+    """
     rng = _rng(seed, index)
     x, y = _grid(size)
     image = torch.zeros(3, size, size)
@@ -68,11 +72,11 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
 
     # sky: brighter towards the horizon; clouds: thresholded fractal noise above the horizon
     sky_shade = light * (0.75 + 0.35 * (y / horizon).clamp(max=1.0))
-    _paint(image, labels, torch.ones_like(y, dtype=torch.bool), 0, _colour(SCENE_COLOURS[0], 0.06, rng),
+    _paint(image, labels, torch.ones_like(y, dtype=torch.bool), 0, _colour(colours[0], 0.06, rng),
            0.03 * fractal_noise(rng, size), sky_shade)
     cloud_field = fractal_noise(rng, size, octaves=4, base=3) - 2.5 * (y / horizon - 0.35).clamp(min=0)
     clouds = (cloud_field > rng.uniform(0.5, 1.1)) & (y < horizon)
-    _paint(image, labels, clouds, 1, _colour(SCENE_COLOURS[1], 0.03, rng), 0.05 * fractal_noise(rng, size),
+    _paint(image, labels, clouds, 1, _colour(colours[1], 0.03, rng), 0.05 * fractal_noise(rng, size),
            light * (1.0 - 0.25 * (cloud_field - 1).clamp(0, 1)))
 
     # mountain ridge: a sum of sines with random phases, shaded by height
@@ -85,13 +89,13 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
     mountain = (y >= ridge.view(1, -1)) & (y < horizon)
     height = ((horizon - y) / (horizon - ridge.view(1, -1) + 1e-6)).clamp(0, 1)
     snow = 0.35 * (height > 0.8).float()
-    _paint(image, labels, mountain, 2, _colour(SCENE_COLOURS[2], 0.05, rng), 0.12 * fractal_noise(rng, size, base=6),
+    _paint(image, labels, mountain, 2, _colour(colours[2], 0.05, rng), 0.12 * fractal_noise(rng, size, base=6),
            light * (0.7 + 0.4 * height + snow))
 
     # ground: grass everywhere below the horizon, darker in the distance
     ground = y >= horizon
     depth = ((y - horizon) / (1 - horizon)).clamp(0, 1)
-    _paint(image, labels, ground, 3, _colour(SCENE_COLOURS[3], 0.06, rng), 0.18 * fractal_noise(rng, size, base=8),
+    _paint(image, labels, ground, 3, _colour(colours[3], 0.06, rng), 0.18 * fractal_noise(rng, size, base=8),
            light * (0.65 + 0.45 * depth))
 
     # lake: an ellipse on the ground, reflecting the sky colour
@@ -100,7 +104,7 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
         rx, ry = rng.uniform(0.15, 0.3), rng.uniform(0.04, 0.09)
         lake = (((x - cx) / rx) ** 2 + ((y - cy) / ry) ** 2 < 1) & ground
         ripples = 0.06 * torch.sin(2 * math.pi * 40 * y + 3 * fractal_noise(rng, size, base=8))
-        _paint(image, labels, lake, 4, _colour(SCENE_COLOURS[4], 0.05, rng), ripples, light * (0.8 + 0.3 * depth))
+        _paint(image, labels, lake, 4, _colour(colours[4], 0.05, rng), ripples, light * (0.8 + 0.3 * depth))
 
     # road: a trapezoid from the bottom edge to a vanishing point on the horizon
     if rng.random() < 0.6:
@@ -110,7 +114,7 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
         half = 0.01 + rng.uniform(0.12, 0.22) * t
         road = ground & ((x - centre).abs() < half)
         stripe = road & ((x - centre).abs() < 0.08 * half) & (torch.sin(2 * math.pi * 12 * t**0.5) > 0)
-        _paint(image, labels, road, 7, _colour(SCENE_COLOURS[7], 0.03, rng), 0.08 * fractal_noise(rng, size, base=16),
+        _paint(image, labels, road, 7, _colour(colours[7], 0.03, rng), 0.08 * fractal_noise(rng, size, base=16),
                light * (0.7 + 0.3 * depth) + 0.8 * stripe.float())
 
     # rocks: small shaded ellipses on the ground
@@ -119,7 +123,7 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
         r = rng.uniform(0.03, 0.07) * (0.5 + (cy - horizon) / (1 - horizon))
         d = ((x - cx) / r) ** 2 + ((y - cy) / (0.7 * r)) ** 2
         rock = d < 1
-        _paint(image, labels, rock, 6, _colour(SCENE_COLOURS[6], 0.05, rng), 0.1 * fractal_noise(rng, size, base=12),
+        _paint(image, labels, rock, 6, _colour(colours[6], 0.05, rng), 0.1 * fractal_noise(rng, size, base=12),
                light * (1.05 - 0.45 * (y - cy + 0.7 * r).clamp(min=0) / (1.4 * r)))
 
     # trees: round crowns standing on the horizon line, shaded from the upper left
@@ -130,7 +134,7 @@ def render_scene(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.
         d = ((x - cx) ** 2 + (y - cy) ** 2).sqrt() / r
         crown = d < 1 + 0.15 * fractal_noise(rng, size, base=12)
         shade = 1.1 - 0.35 * ((x - cx + y - cy) / r + 1).clamp(0, 2) / 2
-        _paint(image, labels, crown, 5, _colour(SCENE_COLOURS[5], 0.04, rng), 0.2 * fractal_noise(rng, size, base=16),
+        _paint(image, labels, crown, 5, _colour(colours[5], 0.04, rng), 0.2 * fractal_noise(rng, size, base=16),
                light * shade)
     return image.clamp(0, 1) * 2 - 1, labels
 
@@ -199,5 +203,28 @@ def render_face(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.T
     return image.clamp(0, 1) * 2 - 1, labels
 
 
+# "autumn valley" (notebook 06, CAT): the scenes renderer with an autumn palette (sky, grass and
+# trees recoloured) and its own taxonomy of 7 classes, renamed, merged (sky + cloud) and re-ordered.
+# The true class correspondence is known by construction: AUTUMN_FROM_SCENES[source id] = target id.
+AUTUMN_CLASSES = ("lake", "forest", "sky", "hill", "meadow", "boulder", "path")
+AUTUMN_FROM_SCENES = (2, 2, 3, 4, 0, 1, 5, 6)  # sky, cloud -> sky; mountain -> hill; grass -> meadow; ...
+AUTUMN_SCENE_COLOURS = ((150, 170, 210), (235, 235, 245), (120, 100, 90), (175, 150, 70),
+                        (40, 90, 170), (200, 90, 30), (140, 140, 140), (90, 85, 80))  # per source class
+AUTUMN_COLOURS = tuple(AUTUMN_SCENE_COLOURS[AUTUMN_FROM_SCENES.index(t)] for t in range(len(AUTUMN_CLASSES)))
+
+
+def render_autumn_with_source(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """An autumn scene, its target labels (7 classes) and the scenes labels it was drawn with (8 classes)."""
+    image, source_labels = render_scene(seed, index, size, colours=AUTUMN_SCENE_COLOURS)
+    return image, torch.tensor(AUTUMN_FROM_SCENES)[source_labels], source_labels
+
+
+def render_autumn(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An autumn scene with its labels in the autumn taxonomy (``AUTUMN_CLASSES``)."""
+    image, labels, _ = render_autumn_with_source(seed, index, size)
+    return image, labels
+
+
 RENDERERS = {"scenes": (render_scene, SCENE_CLASSES, SCENE_COLOURS),
-             "faces": (render_face, FACE_CLASSES, FACE_COLOURS)}
+             "faces": (render_face, FACE_CLASSES, FACE_COLOURS),
+             "autumn": (render_autumn, AUTUMN_CLASSES, AUTUMN_COLOURS)}
