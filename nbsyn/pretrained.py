@@ -99,10 +99,10 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in [
     Entry("spade_scenes64", "oasis", "scenes", 64, 3000,
           "the same generator with the SPADE+ PatchGAN D (hinge, no VGG), same steps and data as oasis_scenes64",
           ("01_oasis",), settings=dict(_SIS, variant="SPADE+ D")),
-    Entry("sivgan_balloons", "sivgan", "scene", 32, 6000,
+    Entry("sivgan_balloons", "sivgan", "scene", 32, 4000,
           "SIV-GAN on notebook 02's single procedural scene (balloons and a house), cpu sizes",
           ("02_sivgan",), settings=dict(preset="cpu", ema_decay=0.999)),
-    Entry("osmis_scenes", "osmis", "scenes", 32, 6000,
+    Entry("osmis_scenes", "osmis", "scenes", 32, 4000,
           "OSMIS (masked content attention) on notebook 03's single image + mask, cpu sizes",
           ("03_osmis",), settings=dict(preset="cpu", ema_decay=0.999)),
 ]}
