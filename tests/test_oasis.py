@@ -209,24 +209,66 @@ def test_spade_reduces_to_plain_norm_when_gamma_beta_vanish():
     assert torch.allclose(layer(x, seg) - 1, nn.functional.batch_norm(x, None, None, training=True), atol=1e-6)
 
 
+def _conv(cin, cout, k, bias=True):
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def _spade(c, cond, hidden=128):  # shared 3x3 conv cond -> 128, then gamma and beta 3x3 convs 128 -> c
+    return _conv(cond, hidden, 3) + 2 * _conv(hidden, c, 3)
+
+
+def _spade_res_block(fin, fout, cond):  # SPADE, conv 3x3, SPADE, conv 3x3 (+ SPADE, 1x1 shortcut w/o bias)
+    mid = min(fin, fout)
+    n = _spade(fin, cond) + _conv(fin, mid, 3) + _spade(mid, cond) + _conv(mid, fout, 3)
+    return n + (_spade(fin, cond) + _conv(fin, fout, 1, bias=False) if fin != fout else 0)
+
+
+# Paper size (ADE20K, N = 151 = 150 classes + "other", 256 px, channels 64, 6 blocks), counted by hand
+# from the architecture of the official code (specs/oasis.md 2.2):
+#   G widths 1024, 1024, 1024, 512, 256, 128, 64; first conv 3x3 (N -> 1024); six SPADE residual
+#   blocks; to_rgb 3x3 (64 -> 3). Without 3D noise:        72,545,219  ("72M", L1095)
+#   + SPADE's first residual block (1024 -> 1024):       + 23,947,264 = 96,492,483  ("96M", L1095)
+#   + 3D noise (64 channels in the first conv and the 16 SPADE embedding convs):
+#                                        + 64 * 9 * (1024 + 16 * 128) = 1,769,472 -> 74,314,691
+#   D: U-Net, encoder widths 128, 128, 256, 256, 512, 512 (residual down blocks, 1x1 shortcut where the
+#   width changes and in the first block), decoder mirrored with skip concatenation, 1x1 to N + 1 logits:
+#                                                       22,258,904  (G 72.5M + D 22.3M = 94.8M ~ "94M", Table 4.1)
+PAPER_G, PAPER_G_FIRST_BLOCK, PAPER_D = 72_545_219, 96_492_483, 22_258_904
+
+
+def _paper_counts_by_hand(n, z_dim=0, first_block=False):
+    cond = n + z_dim
+    widths = [1024, 1024, 1024, 512, 256, 128, 64]
+    g = _conv(cond, 1024, 3) + _conv(64, 3, 3)
+    g += sum(_spade_res_block(a, b, cond) for a, b in zip(widths[:-1], widths[1:]))
+    g += _spade_res_block(1024, 1024, cond) if first_block else 0
+    enc = [128, 128, 256, 256, 512, 512]
+    d = sum(_conv(a, b, 3) + _conv(b, b, 3) + (_conv(a, b, 1) if a != b or i == 0 else 0)
+            for i, (a, b) in enumerate(zip([3] + enc[:-1], enc)))
+    dec_in, dec_out = [512, 1024, 512, 512, 256, 256], [512, 256, 256, 128, 128, 64]
+    d += sum(_conv(a, b, 3) + _conv(b, b, 3) + (_conv(a, b, 1) if a != b else 0) for a, b in zip(dec_in, dec_out))
+    d += _conv(64, n + 1, 1)
+    return g, d
+
+
 def test_parameter_counts_at_paper_settings():
     cfg = oasis.PRESETS["paper"]
     n = oasis.PAPER_DATASETS["ade20k"]["num_classes"]  # 151 = 150 classes + "other"
-    assert (cfg["image_size"], cfg["num_res_blocks"], cfg["channels_g"]) == (256, 6, 64)
+    assert (cfg["image_size"], cfg["num_res_blocks"], cfg["channels_g"], cfg["channels_d"]) == (256, 6, 64, 64)
+    assert oasis.generator_channels(64, 6) == [1024, 1024, 1024, 512, 256, 128, 64]
+    # the hand count reproduces the pinned numbers ...
+    assert _paper_counts_by_hand(n) == (PAPER_G, PAPER_D)
+    assert _paper_counts_by_hand(n, first_block=True)[0] == PAPER_G_FIRST_BLOCK
+    assert _paper_counts_by_hand(n, z_dim=64)[0] - PAPER_G == 64 * 9 * (1024 + 16 * 128) == 1_769_472
+    # ... and so do the models the paper preset builds (parameters only, no forward pass)
     G96 = OASISGenerator(n, z_dim=0, channels=cfg["channels_g"], num_res_blocks=cfg["num_res_blocks"],
                          first_block=True, spade_hidden=cfg["spade_hidden"])
-    with_first = count_parameters(G96)
-    without_first = with_first - count_parameters(G96.extra_block)
-    assert 95.5e6 < with_first < 97.0e6  # "96M" (L1095)
-    assert 72.0e6 < without_first < 73.0e6  # "72M" (L1095)
+    assert count_parameters(G96) == PAPER_G_FIRST_BLOCK
+    assert count_parameters(G96) - count_parameters(G96.extra_block) == PAPER_G
     del G96
-    D = oasis.build_discriminator(cfg, n)
-    assert 21.8e6 < count_parameters(D) < 22.8e6  # ~22M: OASIS's 94M (Table 4.1) = G 72M + D 22M
-    # the 64 noise channels add to the first conv and to the 16 SPADE embedding convs
-    spade_layers = 2 * 2 + 3 * 4
-    assert oasis.generator_channels(64, 6) == [1024, 1024, 1024, 512, 256, 128, 64]
-    extra_for_noise = 64 * 9 * (1024 + 128 * spade_layers)
-    assert extra_for_noise == pytest.approx(1.77e6, rel=0.01)
+    assert count_parameters(oasis.build_generator({**cfg, "z_dim": 0}, n)) == PAPER_G
+    assert count_parameters(oasis.build_generator(cfg, n)) == PAPER_G + 1_769_472  # with 3D noise (z_dim 64)
+    assert count_parameters(oasis.build_discriminator(cfg, n)) == PAPER_D
 
 
 def _tiny_pair(num_classes=4):
@@ -353,3 +395,47 @@ def test_train_variant_runs_every_discriminator_setup():
         oasis.recalibrate_ema(run, train, cfg, train.num_classes)
     with pytest.raises(ValueError, match="unknown variant"):
         oasis.train_variant(cfg, "pix2pix", train, seed=0)
+
+
+class _SpyAdam(torch.optim.Adam):
+    """Adam that calls ``hook()`` just before each update (to look at the other network mid-iteration)."""
+
+    def __init__(self, params, hook, **kwargs):
+        super().__init__(params, **kwargs)
+        self.hook = hook
+
+    def step(self, closure=None):
+        self.hook()
+        return super().step(closure)
+
+
+def test_g_step_leaves_d_untouched_and_d_step_fake_is_detached_from_g():
+    torch.manual_seed(0)
+    G, D = _tiny_pair()
+    d_before = [p.detach().clone() for p in D.parameters()]
+    seen = {}
+
+    def at_g_update():  # end of the G step, before G's parameters change
+        seen["d_grads"] = [p.grad for p in D.parameters()]
+        seen["d_params"] = [p.detach().clone() for p in D.parameters()]
+        seen["g_grads"] = [None if p.grad is None else p.grad.clone() for p in G.parameters()]
+
+    def at_d_update():  # end of the D step: G's gradients must still be those of the G step
+        seen["g_grads_after_d"] = [None if p.grad is None else p.grad.clone() for p in G.parameters()]
+        seen["d_has_grads"] = all(p.grad is not None for p in D.parameters())
+
+    opt_g = _SpyAdam(G.parameters(), at_g_update, lr=1e-4, betas=(0.0, 0.999))
+    opt_d = _SpyAdam(D.parameters(), at_d_update, lr=4e-4, betas=(0.0, 0.999))
+    images, labels = torch.rand(2, 3, 16, 16) * 2 - 1, torch.randint(0, 4, (2, 16, 16))
+    step = oasis.make_train_step(G, D, opt_g, opt_d, lambda: (images, labels),
+                                 noise_generator=torch.Generator().manual_seed(0))
+    step(0)
+    # G step: D gets no gradient and no update, and is trainable again afterwards
+    assert all(g is None for g in seen["d_grads"])
+    assert all(torch.equal(a, b) for a, b in zip(d_before, seen["d_params"]))
+    assert all(p.requires_grad for p in D.parameters())
+    # D step: the loss of D did not flow back into G (the fake is detached), while D did learn
+    assert any(g is not None and g.abs().sum() > 0 for g in seen["g_grads"])
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(seen["g_grads"], seen["g_grads_after_d"]))
+    assert seen["d_has_grads"]
+    assert any(not torch.equal(a, p) for a, p in zip(d_before, D.parameters()))

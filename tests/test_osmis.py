@@ -64,6 +64,22 @@ def test_warmup_sampling_escapes_the_all_background_mask():
     assert osmis.mask_argmax(probs, warmup=True, sampling="categorical", generator=g)[:, 1].sum() > 0
 
 
+def test_default_bernoulli_warmup_escapes_the_all_background_mask():
+    # the default sampling (per-channel Bernoulli, as the official code) shows the object at about its
+    # probability, and alone (background channel 0) on about p(obj) * p(not bg) of the pixels
+    assert all(table["warmup_sampling"] == "bernoulli" for table in osmis.PRESETS.values())
+    probs = torch.tensor([0.7, 0.3]).view(1, 2, 1, 1).expand(1, 2, 100, 100).contiguous()
+    assert osmis.mask_argmax(probs)[:, 1].sum() == 0  # after the warm-up: argmax never shows the object
+    hard = osmis.mask_argmax(probs, warmup=True, generator=torch.Generator().manual_seed(0)).detach()
+    assert hard[:, 1].mean().item() == pytest.approx(0.3, abs=0.02)
+    object_only = (hard[:, 1] == 1) & (hard[:, 0] == 0)
+    assert object_only.float().mean().item() == pytest.approx(0.3 * 0.3, abs=0.02)
+    # the probabilities are clamped to [0.001, 0.999]: even a certain background lets the object through
+    certain = torch.tensor([1.0, 0.0]).view(1, 2, 1, 1).expand(1, 2, 200, 200).contiguous()
+    sampled = osmis.sample_hard_mask(certain, "bernoulli", torch.Generator().manual_seed(0))
+    assert 0 < sampled[:, 1].sum() < 200 * 200 * 0.01
+
+
 def test_warmup_schedule_and_bad_sampling():
     assert osmis.in_warmup(0, 10) and osmis.in_warmup(9, 10) and not osmis.in_warmup(10, 10)
     with pytest.raises(ValueError, match="bernoulli"):
@@ -374,3 +390,29 @@ def test_loss_parts_combine_eq_6_1_with_the_object_term(smoke_cfg):
     fake, _ = osmis.discriminator_loss_parts(out, False, None)
     base_fake, _ = sivgan.adversarial_loss(out, False)
     assert torch.allclose(fake, base_fake + torch.stack([osmis.object_loss_fake(lg) for lg in out.objects]).mean())
+
+
+def test_filter_by_sifid_keeps_the_best_fraction_in_order(monkeypatch):
+    import nbsyn.metrics
+    from nbsyn.metrics import MetricResult
+
+    images = torch.arange(5).float().view(5, 1, 1, 1).expand(5, 3, 4, 4)  # image i is filled with i
+    labels = torch.arange(5).view(5, 1, 1).expand(5, 4, 4)
+    per_item = torch.tensor([0.5, 0.1, 0.9, 0.3, 0.7])  # best (lowest) first: 1, 3, 0, 4, 2
+    seen = {}
+
+    def fake_sifid(real, fakes):
+        seen["real"], seen["n"] = real, len(fakes)
+        return MetricResult("SIFID", float(per_item.mean()), per_item=per_item, higher_is_better=False)
+
+    monkeypatch.setattr(nbsyn.metrics, "sifid", fake_sifid)
+    real = torch.zeros(3, 4, 4)
+    kept_images, kept_labels, note = osmis.filter_by_sifid(real, images, labels, fraction=0.4)
+    assert torch.equal(kept_images[:, 0, 0, 0], torch.tensor([1.0, 3.0, 0.0]))
+    assert torch.equal(kept_labels[:, 0, 0], torch.tensor([1, 3, 0]))  # pairs stay pairs
+    assert note == "kept the 3 of 5 samples with the best SIFID" and seen["real"] is real and seen["n"] == 5
+    assert len(osmis.filter_by_sifid(real, images, labels, fraction=0.0)[0]) == 5
+    # without Inception weights: nothing dropped, and the note says why
+    monkeypatch.setattr(nbsyn.metrics, "sifid", lambda real, fakes: MetricResult("SIFID", None, "weights missing"))
+    same_images, same_labels, note = osmis.filter_by_sifid(real, images, labels, fraction=0.4)
+    assert same_images is images and same_labels is labels and note == "not filtered: SIFID weights missing"

@@ -57,15 +57,16 @@ _COMMON = dict(
 
 PRESETS = {
     "smoke": dict(
-        _COMMON, seed=0, image_size=16, model="smoke", batch_size=4, iterations=4, time_budget_s=None,
+        # the cpu model size, so that smoke also adapts the shipped reference G_s (stylegan2_faces32)
+        _COMMON, seed=0, image_size=32, model="cpu", batch_size=4, iterations=4, time_budget_s=None,
         pretrain_iterations=6, pretrain_time_budget_s=None, n_source=64, r1_gamma=0.01, ema_decay=0.9,
         adapt_ema_decay=0.5,
-        ss_resolution=8, freeze_d_blocks=1, n_eval=20, n_heldout=20, n_interp_pairs=2, interp_steps=6,
+        ss_resolution=16, freeze_d_blocks=1, n_eval=20, n_heldout=20, n_interp_pairs=2, interp_steps=6,
         arms=("TGAN", "CDC", "L_all + L_SS"),
     ),
     "cpu": dict(
-        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=200, time_budget_s=75,
-        pretrain_iterations=3000, pretrain_time_budget_s=300, n_source=1000,
+        _COMMON, seed=0, image_size=32, model="cpu", batch_size=8, iterations=200, time_budget_s=None,
+        pretrain_iterations=3000, pretrain_time_budget_s=None, n_source=1000,
         pretrain_lr=0.004,  # ours: 2x StyleGAN2's lr so that G_s makes faces within CPU minutes
         r1_gamma=0.0128,  # StyleGAN2 heuristic gamma = 0.0002 * res^2 / batch (32 px, batch 16)
         ema_decay=0.995,
@@ -74,8 +75,8 @@ PRESETS = {
         interp_steps=16,
     ),
     "gpu": dict(
-        _COMMON, seed=0, image_size=64, model="gpu", batch_size=16, iterations=3000, time_budget_s=600,
-        pretrain_iterations=30000, pretrain_time_budget_s=2400, n_source=20000, r1_gamma=0.05,
+        _COMMON, seed=0, image_size=64, model="gpu", batch_size=16, iterations=3000, time_budget_s=None,
+        pretrain_iterations=30000, pretrain_time_budget_s=None, n_source=20000, r1_gamma=0.05,
         ema_decay=0.999, adapt_ema_decay=0.99, ss_resolution=16, freeze_d_blocks=2, n_eval=1000, n_heldout=1000,
         n_interp_pairs=50, interp_steps=16,
     ),
@@ -283,6 +284,10 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
     ``lambda_ss`` unless the arm's spec fixes its own. The CDC arm instead alternates anchor steps
     (z near one of ``n_shots`` anchors, image-level D) with patch-level steps, and adds the
     distance-consistency loss.
+
+    ``generator`` (a CPU ``torch.Generator``) draws the shot indices and every latent, so two arms
+    given equally seeded generators see the same batches and latents whatever ran before them; the
+    L_SS probes, the augmentation and StyleGAN's noise inputs use the global RNG (seed it per arm).
     """
     device = next(G_t.parameters()).device
     aug = augment or (lambda x: x)
@@ -292,14 +297,17 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
     if cdc:  # CDC's anchors: one latent region per shot, seeded so that every run gets the same ones
         anchors = torch.randn(shots.shape[0], z_dim, generator=torch.Generator().manual_seed(0)).to(device)
 
+    def randn() -> torch.Tensor:  # latents from ``generator`` (on the CPU, then moved), else the global RNG
+        return torch.randn(batch_size, z_dim, generator=generator).to(device)
+
     def sample_z(i: int) -> tuple[torch.Tensor, str]:
         """Latents and the D mode of this step (CDC alternates anchor/image-level and patch-level)."""
         if not cdc:
-            return torch.randn(batch_size, z_dim, device=device), spec["d_loss"]
+            return randn(), spec["d_loss"]
         if i % CDC_ANCHOR_EVERY == 0:
-            pick = torch.randint(anchors.shape[0], (batch_size,), device=device)
-            return anchors[pick] + CDC_ANCHOR_STD * torch.randn(batch_size, z_dim, device=device), "last"
-        return torch.randn(batch_size, z_dim, device=device), "patch"
+            pick = torch.randint(anchors.shape[0], (batch_size,), generator=generator).to(device)
+            return anchors[pick] + CDC_ANCHOR_STD * randn(), "last"
+        return randn(), "patch"
     g_params = [p for p in G_t.parameters() if p.requires_grad]
     d_params = [p for p in D.parameters() if p.requires_grad]
     G_s.requires_grad_(False).eval()
@@ -333,7 +341,7 @@ def make_adapt_step(G_s: sg.Generator, G_t: sg.Generator, D: PerBlockDiscriminat
         loss_g = g_loss_all(D(aug(G_t(z)), mode))
         total = loss_g
         if cdc:
-            loss_cdc = distance_consistency_loss(G_s, G_t, torch.randn(batch_size, z_dim, device=device))
+            loss_cdc = distance_consistency_loss(G_s, G_t, randn())
             total = total + loss_cdc
             out["loss_cdc"] = loss_cdc.item()
         if spec["use_ss"]:
