@@ -114,10 +114,24 @@ def test_validate_table_catches_inconsistent_presets():
 def test_registered_tables_are_consistent(notebook):
     import importlib.util
 
-    if importlib.util.find_spec(presets.NOTEBOOKS[notebook]) is None:
-        pytest.skip(f"{presets.NOTEBOOKS[notebook]} not written yet")
+    # a registered notebook whose module (or PRESETS table) is missing is an error, not a skip
+    assert importlib.util.find_spec(presets.NOTEBOOKS[notebook]) is not None, \
+        f"{notebook} is registered in nbsyn.presets.NOTEBOOKS but {presets.NOTEBOOKS[notebook]} does not exist"
     table = presets.table(notebook)
     assert table["smoke"]["iterations"] <= table["cpu"]["iterations"] <= table["paper"]["iterations"]
+
+
+def test_a_registered_notebook_without_module_or_table_fails(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(presets.NOTEBOOKS, "98_missing", "nbsyn.models.no_such_module")
+    with pytest.raises(ModuleNotFoundError):
+        presets.table("98_missing")
+    monkeypatch.setitem(sys.modules, "nbsyn_test_no_table", types.ModuleType("nbsyn_test_no_table"))
+    monkeypatch.setitem(presets.NOTEBOOKS, "98_missing", "nbsyn_test_no_table")
+    with pytest.raises(ValueError, match="defines no PRESETS"):
+        presets.table("98_missing")
 
 
 def test_thread_count_precedence(monkeypatch):
