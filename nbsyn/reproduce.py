@@ -357,7 +357,10 @@ def _load_json(path: Path) -> dict | None:
 def compare_run(run: Mapping, reference_dir=None) -> dict:
     """:func:`compare_with_reference` for one entry of ``runs`` (its ``out_dir/metrics.json``)."""
     data = _load_json(Path(run["out_dir"]) / "metrics.json")
-    comparison = compare_with_reference(data, _load_json(reference_path(run["notebook"], reference_dir)))
+    ref_path = reference_path(run["notebook"], reference_dir)
+    comparison = compare_with_reference(data, _load_json(ref_path))
+    if comparison["status"] == "no reference":
+        comparison["problems"] = [f"no reference results to compare with ({ref_path} does not exist)"]
     if run.get("status", "ok") != "ok":
         comparison["problems"].insert(0, f"the notebook failed: {run.get('error')}")
     comparison["data"] = data
