@@ -42,6 +42,7 @@ dataset = None
 out_dir = "runs/latest/08_semantic_image_analogy"
 
 # %%
+import os
 import time
 
 import matplotlib.pyplot as plt
@@ -61,9 +62,10 @@ from nbsyn.reproduce import fmt, record_results
 
 cfg = nbsyn.presets.resolve("08_semantic_image_analogy", preset, seed=seed, iterations=iterations,
                             image_size=image_size, dataset=dataset)
-if cfg.dataset != "single_scene":
-    raise ValueError(f"unknown dataset {cfg.dataset!r}; this notebook trains on 'single_scene' (the procedural "
-                     f"scene with oracle edits) and the photo cfg.photo ({', '.join(PHOTOS)})")
+if cfg.dataset != "single_scene" and not cfg.dataset.startswith("semia:"):
+    raise ValueError(f"unknown dataset {cfg.dataset!r}; choose 'single_scene' (the procedural scene with oracle "
+                     f"edits, + the photo cfg.photo) or 'semia:<name>' (an official SemIA example, prepared by "
+                     f"data_scripts/prepare_semia_examples.py, in place of the photo)")
 if cfg.photo not in PHOTOS:
     raise ValueError(f"unknown photo {cfg.photo!r}; offline photos: {', '.join(PHOTOS)}")
 if cfg.image_size % 8 or cfg.photo_size % 8:
@@ -93,12 +95,21 @@ print(f"scene {H}x{W}, photo {cfg.photo_size}x{cfg.photo_size}; variant {cfg.var
 # %%
 # NBVAL_CHECK_OUTPUT
 img_s, lab_s, edits_s = S.render_scene_edits(H, W)
-img_p, lab_p, names_p = load_photo(cfg.photo, cfg.photo_size, k=5, seed=0)
-K_S, K_P = len(SCENE_CLASSES), 5
-PALETTE_P = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+if cfg.dataset.startswith("semia:"):  # an official example: its own colour classes and cond/ targets
+    from nbsyn.data.analogy_folder import load_analogy_example
+
+    example = load_analogy_example(os.path.join(os.environ.get("NBSYN_DATA", "data"), "semia"), cfg.dataset[6:])
+    img_p, lab_p, K_P, PALETTE_P, photo_name = (example.image, example.labels, example.num_classes,
+                                                example.class_colours, cfg.dataset)
+    edits_p = {k: v for k, v in example.targets.items() if not torch.equal(v, lab_p)}
+else:
+    img_p, lab_p, names_p = load_photo(cfg.photo, cfg.photo_size, k=5, seed=0)
+    K_P, photo_name = 5, cfg.photo
+    PALETTE_P = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    edits_p = S.photo_edits(lab_p, K_P)
+K_S = len(SCENE_CLASSES)
 S.check_pair(img_s, lab_s, K_S)
 S.check_pair(img_p, lab_p, K_P)
-edits_p = S.photo_edits(lab_p, K_P)
 targets_s = torch.stack([p for p, _ in edits_s.values()])
 oracles_s = torch.stack([o for _, o in edits_s.values()])
 targets_p = torch.stack(list(edits_p.values()))
@@ -106,7 +117,7 @@ print(f"scene {tuple(img_s.shape)}, classes {SCENE_CLASSES}, shares "
       + ", ".join(f"{n} {float((lab_s == c).float().mean()):.1%}" for c, n in enumerate(SCENE_CLASSES)))
 for name, (p, _) in edits_s.items():
     print(f"  scene edit {name!r:22}: {int((p != lab_s).sum()):4d} pixels change class")
-print(f"photo {cfg.photo} {tuple(img_p.shape)}, {K_P} k-means regions")
+print(f"photo {photo_name} {tuple(img_p.shape)}, {K_P} classes")
 for name, p in edits_p.items():
     print(f"  photo edit {name!r:22}: {int((p != lab_p).sum()):4d} pixels change class")
 
@@ -116,11 +127,12 @@ viz.show_images(torch.cat([img_s[None], oracles_s]), nrow=7, ax=axes[0],
                 title="scene: source I, then the oracle I' of each edit (" + ", ".join(edits_s) + ")")
 viz.show_images(viz.colorize(torch.cat([lab_s[None], targets_s]), SCENE_PALETTE), nrow=7, ax=axes[1],
                 title="scene: P, then the edited maps P'")
-viz.show_images(torch.cat([img_p[None], viz.colorize(torch.cat([lab_p[None], targets_p]), PALETTE_P)]), nrow=6,
+viz.show_images(torch.cat([img_p[None], viz.colorize(torch.cat([lab_p[None], targets_p]), PALETTE_P)]),
+                nrow=len(targets_p) + 2,
                 ax=axes[2], title="photo: I, its k-means map P, then P' of: " + ", ".join(edits_p))
 axes[3].axis("off")
 axes[3].legend(handles=viz.legend_handles(SCENE_CLASSES, SCENE_PALETTE) + viz.legend_handles(
-    [f"photo region {c}" for c in range(K_P)], PALETTE_P), ncol=5, loc="center")
+    [f"photo class {c}" for c in range(K_P)], PALETTE_P), ncol=5, loc="center")
 fig.tight_layout()
 viz.save(fig, out_dir, "data")
 plt.show()
@@ -454,7 +466,7 @@ def mean_std(runs, m):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"photo '{cfg.photo}' {cfg.photo_size}x{cfg.photo_size}, mean over 4 edits, seeds {seeds} (mean +- std over seeds)")
+print(f"photo '{photo_name}' {tuple(img_p.shape[-2:])}, mean over {len(targets_p)} edits, seeds {seeds} (mean +- std over seeds)")
 print(f"{'arm':22s} " + " ".join(f"{m:>20s}" for m in PHOTO_METRICS))
 photo_table = {}
 for name, runs in photo_runs.items():
@@ -467,10 +479,10 @@ for name, runs in photo_runs.items():
 
 # %%
 fig, axes = plt.subplots(4, 1, figsize=(9, 8))
-viz.show_images(torch.cat([img_p[None], viz.colorize(targets_p, PALETTE_P)]), nrow=5, ax=axes[0],
+viz.show_images(torch.cat([img_p[None], viz.colorize(targets_p, PALETTE_P)]), nrow=len(targets_p) + 1, ax=axes[0],
                 title="photo | target maps P'")
 for ax, name in zip(axes[1:], ["SemIA", "SPADE-style (B1)", "Image Analogies (B2)"]):
-    viz.show_images(torch.cat([img_p[None], outputs_p[name]]), nrow=5, ax=ax, title=f"{name} (first seed)")
+    viz.show_images(torch.cat([img_p[None], outputs_p[name]]), nrow=len(targets_p) + 1, ax=ax, title=f"{name} (first seed)")
 fig.tight_layout()
 viz.save(fig, out_dir, "photo_edits")
 plt.show()
@@ -493,7 +505,7 @@ for name, runs in arms_p.items():
     for i, arm in enumerate(runs):
         if arm.curve:
             axes[1].plot([x for x, _ in arm.curve], [y for _, y in arm.curve], marker=".", label=f"{name} s{seeds[i]}")
-for ax, t in zip(axes, ["scene", f"photo '{cfg.photo}'"]):
+for ax, t in zip(axes, ["scene", f"photo '{photo_name}'"]):
     ax.set_xlabel("G updates")
     ax.set_ylabel("reconstruction RMSE")
     ax.set_title(t)
@@ -606,7 +618,7 @@ for name, tab in photo_table.items():
         mu, sd = tab[m]
         rows.append({"experiment": f"photo: {name}", "metric": m.replace("_", " "), "ours": mu, "paper": "-",
                      "tol": None if sd is None else 2 * sd,
-                     "note": f"{cfg.preset}: {cfg.photo} {cfg.photo_size}px, seeds {seeds}" + ("" if sd is None else f", std {sd:.3f}")})
+                     "note": f"{cfg.preset}: {photo_name} {tuple(img_p.shape[-2:])}, seeds {seeds}" + ("" if sd is None else f", std {sd:.3f}")})
 path = record_results(out_dir, "08_semantic_image_analogy", cfg, rows, complete=not incomplete, device=dev)
 print(f"{'experiment':34s} {'metric':34s} {'ours':>8s} {'paper':>6s}")
 for r in rows[:10]:

@@ -345,3 +345,57 @@ def test_region_edit_panel_logic_without_a_frontend():
     panel.reset()
     assert torch.equal(panel.labels, lab)
     assert panel.widget() is not None  # builds without a browser
+
+
+# ------------------------------------------------------------------ official example layout (paper data)
+
+FIXTURE = __import__("pathlib").Path(__file__).parent / "fixtures" / "semia_examples"
+
+
+def test_reader_on_the_official_example_layout():
+    from nbsyn.data.analogy_folder import list_examples, load_analogy_example
+
+    assert list_examples(FIXTURE) == ["tiny"]
+    ex = load_analogy_example(FIXTURE, "tiny")
+    assert ex.image.shape == (3, 24, 32) and ex.labels.shape == (24, 32)
+    assert ex.num_classes == 4 and ex.class_colours[0] == (110, 160, 230)  # 4 colours incl. the rim; sky most frequent
+    assert torch.equal(ex.targets["rec"], ex.labels)  # cond/rec is the source layout
+    moved = ex.targets["move"]
+    assert (moved != ex.labels).any() and (moved == 2).sum() == (ex.labels == 2).sum()
+    M.check_pair(ex.image, ex.labels, ex.num_classes)
+    half = load_analogy_example(FIXTURE, "tiny", resize=0.5)
+    assert half.image.shape == (3, 8, 16) and half.targets["move"].shape == (8, 16)  # 12x16 cropped to x8
+    with pytest.raises(FileNotFoundError, match="prepare_semia_examples"):
+        load_analogy_example(FIXTURE, "zebra")
+
+
+def test_colour_quantisation_rule_for_anti_aliased_maps():
+    import numpy as np
+
+    from nbsyn.data.analogy_folder import class_colours, quantise
+
+    lab = np.zeros((40, 40, 3), np.uint8)
+    lab[:, 20:] = (200, 0, 0)
+    rng = np.random.default_rng(0)
+    edge = rng.integers(0, 120, (40, 3)).astype(np.uint8)  # 40 distinct rare edge colours
+    edge[:, 0] = np.arange(40) + 150  # closer to red than to black for the first ones
+    lab[:, 19] = edge
+    colours = class_colours(lab)
+    assert len(colours) == 2  # > 32 colours: only those with >= 0.2 % of the pixels are classes
+    ids = quantise(lab, colours)
+    assert set(ids.unique().tolist()) == {0, 1} and (ids[:, :19] == ids[0, 0]).all()
+
+
+def test_prepare_script_copies_and_checks_the_layout(tmp_path):
+    import shutil
+
+    from script_utils import load_data_script
+
+    prep = load_data_script("prepare_semia_examples")
+    repo = tmp_path / "SemIA"
+    shutil.copytree(FIXTURE, repo / "example")
+    assert prep.main(["--repo", str(repo), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "tiny" / "cond" / "move.png").is_file()
+    assert prep.main(["--repo", str(repo), "--out", str(tmp_path / "out"), "--names", "zebra"]) == 1
+    (repo / "example" / "tiny" / "label.png").unlink()
+    assert prep.main(["--repo", str(repo), "--out", str(tmp_path / "o2")]) == 1

@@ -78,7 +78,7 @@ PRESETS = {
     "cpu": {**_GPU, "iterations": 60, "image_size": 48, "photo_size": 64, "base_nc": 8,
             "d_base": 8, "aux_channels": 32, "ramp_iterations": 24, "spade_channels": 8, "spade_hidden": 16,
             "spade_ndf": 16, "n_seeds": 2, "segmenter_steps": 250, "segmenter_renders": 192,
-            "segmenter_width": 16, "threads": 2, "curve_every": 5, "time_budget_s": 600},
+            "segmenter_width": 16, "threads": None, "curve_every": 5, "time_budget_s": 1800},
     "smoke": {**_GPU, "iterations": 2, "image_size": 16, "photo_size": 16, "base_nc": 4,
               "d_base": 4, "aux_channels": 8, "g_steps": 2, "rec_every": 2, "ramp_iterations": 1,
               "patches": (4, 2), "spade_channels": 4, "spade_hidden": 8, "spade_ndf": 8, "n_seeds": 1,
