@@ -335,3 +335,20 @@ def test_catspade_residual_enters_before_the_relu_by_hand():
         x = torch.full((1, 1, 2, 2), 0.5)
         out = layer(x, torch.ones(1, 2, 2, 2))  # [seg (1 channel), target one-hot (1 channel)]
     assert torch.allclose(out, 3 * x)
+
+
+def test_piti_palette_folding_is_exact():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 7, padding=3)
+    palette = torch.rand(3, 4) * 2 - 1  # 4 classes, colours in [-1, 1]
+    labels = torch.randint(0, 4, (2, 9, 9))
+    onehot = O.one_hot(labels, 4)
+    rgb = torch.einsum("rc,bchw->brhw", palette, onehot)
+    folded = C.fold_palette_into_conv(conv, palette)
+    assert folded.in_channels == 5  # 4 classes + the null ("unconditional") channel
+    with torch.no_grad():
+        with_null = torch.cat([onehot, torch.zeros(2, 1, 9, 9)], 1)
+        assert torch.allclose(folded(with_null), conv(rgb), atol=1e-5)
+        null = torch.zeros(1, 5, 9, 9)
+        null[:, 4] = 1  # the all-white map of classifier-free guidance
+        assert torch.allclose(folded(null), conv(torch.ones(1, 3, 9, 9)), atol=1e-5)

@@ -63,15 +63,16 @@ PRESETS = {
         _COMMON, seed=0, iterations=6, image_size=64, batch_size=4, dataset="autumn", time_budget_s=None,
         source_model="oasis_scenes64", source_dataset="scenes", n_source=32, n_pool=24, n_shots=8, n_test=8,
         n_eval_train=32, stage1_steps=2, eval_every=3, freeze_d_blocks=1, ema_decay=0.9, bn_batches=2,
-        text_encoder="auto", ssl_features="appearance", patch=8, n_seeds=1, source_d_steps=2,
+        text_encoder="auto", ssl_features="appearance", patch=8, n_seeds=1, source_d_steps=2, source_fallback_steps=4,
         segmenter_steps_source=10, segmenter_steps_eval=10, diversity_maps=2, diversity_samples=3,
     ),
     # the default without CUDA: 4 fine-tuning arms x 2 seeds at equal steps, <= 15 min idle
     "cpu": dict(
-        _COMMON, seed=0, iterations=80, image_size=64, batch_size=4, dataset="autumn", time_budget_s=None,
+        _COMMON, seed=0, iterations=60, image_size=64, batch_size=4, dataset="autumn", time_budget_s=None,
         source_model="oasis_scenes64", source_dataset="scenes", n_source=300, n_pool=200, n_shots=16, n_test=48,
-        n_eval_train=300, stage1_steps=25, eval_every=20, freeze_d_blocks=1, ema_decay=0.9, bn_batches=4,
+        n_eval_train=300, stage1_steps=20, eval_every=20, freeze_d_blocks=1, ema_decay=0.9, bn_batches=4,
         text_encoder="auto", ssl_features="appearance", patch=8, n_seeds=2, source_d_steps=100,
+        source_fallback_steps=200,
         segmenter_steps_source=300, segmenter_steps_eval=300, diversity_maps=8, diversity_samples=6,
     ),
     # about an hour on one GPU
@@ -80,6 +81,7 @@ PRESETS = {
         source_model="oasis_scenes64", source_dataset="scenes", n_source=2000, n_pool=1000, n_shots=16,
         n_test=200, n_eval_train=2000, stage1_steps=700, eval_every=250, freeze_d_blocks=1, ema_decay=0.999,
         bn_batches=20, text_encoder="auto", ssl_features="appearance", patch=8, n_seeds=3, source_d_steps=1000,
+        source_fallback_steps=3000,
         segmenter_steps_source=2000, segmenter_steps_eval=3000, diversity_maps=32, diversity_samples=20,
     ),
     # the paper's setting (COCO-Stuff -> ADE20K, M = 100 shots, 256 px); see PAPER_PAIRS for the others
@@ -89,7 +91,7 @@ PRESETS = {
         n_test=None, n_eval_train=None, stage1_steps=None,  # not given (§3.4, §9)
         eval_every=None, freeze_d_blocks=3,  # [INFER] 3 of 6 encoder blocks (§3.4)
         ema_decay=0.9999, bn_batches=50, text_encoder="clip", ssl_features="ibot", patch=16, n_seeds=1,
-        source_d_steps=None,  # the paper's source D comes with its source model
+        source_d_steps=None, source_fallback_steps=None,  # the paper's source models come trained
         segmenter_steps_source=None, segmenter_steps_eval=None,  # UperNet101 / DeepLabV2 / DRN-D-105 (L121)
         diversity_maps=None, diversity_samples=None,
     ),
@@ -707,3 +709,27 @@ def feature_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     """Fréchet distance between two feature sets with diagonal covariances (stable with 16 images):
     |mu_a - mu_b|^2 + sum (sigma_a - sigma_b)^2. The vote's tie-break (L87) at small scale (§2.4)."""
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + ((a.std(0) - b.std(0)) ** 2).sum())
+
+
+# ---------------------------------------------------------------------------------------------
+# PITI variant (§4.2), the one part built here: the palette folded into the first encoder conv
+# ---------------------------------------------------------------------------------------------
+
+def fold_palette_into_conv(conv: nn.Conv2d, palette: torch.Tensor, null_channel: bool = True) -> nn.Conv2d:
+    """PITI's mask encoder reads an RGB colour-coded label map rgb = P s (P: (3, C) in [-1, 1]).
+    Since the map is linear in the one-hot s, the first conv (3 -> c_out) becomes a conv C -> c_out
+    with W'_{o,c} = sum_r W_{o,r} P_{r,c} and the same bias: exact, zero padding included (L107).
+    ``null_channel`` adds a channel whose colour is (1, 1, 1), the all-white "unconditional" input
+    of classifier-free guidance, which has no one-hot equivalent [INFER §4.2]."""
+    if conv.in_channels != 3 or palette.dim() != 2 or palette.shape[0] != 3:
+        raise ValueError(f"need a conv with 3 input channels and a (3, C) palette, got {conv.in_channels}, "
+                         f"{tuple(palette.shape)}")
+    if null_channel:
+        palette = torch.cat([palette, torch.ones(3, 1, dtype=palette.dtype)], 1)
+    folded = nn.Conv2d(palette.shape[1], conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                       bias=conv.bias is not None)
+    with torch.no_grad():
+        folded.weight.copy_(torch.einsum("orhw,rc->ochw", conv.weight, palette.to(conv.weight)))
+        if conv.bias is not None:
+            folded.bias.copy_(conv.bias)
+    return folded
