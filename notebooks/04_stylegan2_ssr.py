@@ -1,10 +1,5 @@
 # ---
 # jupyter:
-#   jupytext:
-#     text_representation:
-#       extension: .py
-#       format_name: percent
-#       format_version: '1.3'
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -41,6 +36,7 @@ iterations = None
 image_size = None
 dataset = None
 out_dir = "runs/latest/04_stylegan2_ssr"
+pretrained = True  # start from the shipped reference G_s (stylegan2_faces32) where the preset's model matches it
 
 # %%
 import copy
@@ -54,7 +50,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from nbsyn import data, metrics, presets, reproduce, runtime, train, viz, widgets
+from nbsyn import data, metrics, presets, pretrained as reference_models, reproduce, runtime, train, viz, widgets
 from nbsyn.metrics.lpips import lpips_pairs
 from nbsyn.models import ssr
 from nbsyn.models import stylegan2 as sg
@@ -66,7 +62,7 @@ cfg = presets.resolve(NOTEBOOK, preset, seed=seed, iterations=iterations, image_
 # One thread unless NBSYN_THREADS says otherwise: on a shared, oversubscribed CPU two OpenMP threads
 # made a training step of this small model ~25x slower than one (measured while writing this).
 dev = runtime.setup(cfg.seed, device, threads=None if "NBSYN_THREADS" in os.environ else 1)
-out = Path(out_dir)
+out = reproduce.resolve_out_dir(out_dir)
 out.mkdir(parents=True, exist_ok=True)
 # checkpoints are named after the configuration, so a changed setting never resumes a stale run
 run_tag = hashlib.sha1(repr(sorted(cfg.as_dict().items())).encode()).hexdigest()[:8]
@@ -171,38 +167,74 @@ print("image", tuple(img.shape), "| features", {r: tuple(f.shape[1:]) for r, f i
 # `G.features(z, r)` computes only up to the r×r block. Notebooks 05 and 07 use these features; here
 # they are the $G^l(z)$ of the smoothness regulariser.
 #
-# ## 3. Pre-training the source generator $G_s$
+# ## 3. The source generator $G_s$
 #
-# The paper starts from published checkpoints; we pre-train our own on the source domain, with
-# the StyleGAN2 recipe above (at the `cpu` preset with twice its learning rate, `pretrain_lr`, so
-# that faces appear within a few CPU minutes). The checkpoint is written under `out_dir` by this
-# cell, so re-running the notebook resumes from it instead of training again. Differentiable augmentation (translation and flips, applied to real and
-# fake alike [L918-927]) comes from `nbsyn.nn.diffaug`.
+# The paper starts from published checkpoints (FFHQ, LSUN). We do the same with our own: the
+# project trained a StyleGAN2 of this `cpu` configuration on 4,000 procedural faces once, for a fixed
+# number of steps (printed below; lr 0.004, lazy R1 γ = 0.0128, style mixing 0.9, translation + flip DiffAugment
+# [L918-927] on real and fake, EMA 0.999), and ships it as the reference model `stylegan2_faces32`
+# (`python -m nbsyn.pretrained list`; `python -m nbsyn.pretrained train stylegan2_faces32` remakes it,
+# bit-identically). $G_s$ is its EMA generator and the adaptation starts from its discriminator.
+#
+# With `pretrained=False`, or at a preset whose model is not the shipped one (`gpu`), this cell
+# pre-trains $G_s$ here instead for `pretrain_iterations` steps with the same recipe (the short run
+# that earlier versions of this notebook used: it shows the dynamics but draws rough faces).
 
 # %%
 def augment(x):
     return diff_augment(x, policy=cfg.diffaug_policy, p=cfg.diffaug_p)
 
 
-opt_g, opt_d = sg.make_optimizers(G_src, D_src, lr=cfg.pretrain_lr, r1_every=cfg.r1_every)
-ema_src = train.EMA(G_src, cfg.ema_decay)
-pretrain_step = sg.make_train_step(G_src, D_src, opt_g, opt_d, source.images, batch_size=cfg.batch_size,
-                                   r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every, mixing_prob=cfg.mixing_prob,
-                                   ema=ema_src, augment=augment)
-pretrain_history = train.fit(pretrain_step, cfg.pretrain_iterations,
-                             {"G": G_src, "D": D_src, "opt_g": opt_g, "opt_d": opt_d, "ema": ema_src},
-                             ckpt_path=out / f"pretrain_source_{run_tag}.pt", ckpt_every=500,
-                             time_budget_s=cfg.pretrain_time_budget_s, desc="pre-train G_s")
-print(f"{pretrain_history.steps} steps in {pretrain_history.seconds:.0f} s"
-      + (" (stopped by the time budget)" if pretrain_history.stopped_by_budget else ""))
-G_s = ema_src.module  # the source generator used from here on: the EMA weights, frozen
-G_s.requires_grad_(False).eval()
-fig, axes = plt.subplots(1, 2, figsize=(13, 3))
-if pretrain_history.steps:
+REFERENCE = "stylegan2_faces32"
+ref_spec = reference_models.entry(REFERENCE)
+use_reference = pretrained and (cfg.model, cfg.image_size, cfg.dataset) == (
+    ref_spec.settings["config"], ref_spec.image_size, ref_spec.dataset)
+pretrain_history = None
+if use_reference:
+    reference = reference_models.load(REFERENCE, dev)
+    G_s, D_src = reference.G, reference.D
+    print(f"G_s = reference model {REFERENCE}: {reference.entry['steps']} steps on {reference.entry['device']}, "
+          f"{reference.entry['wall_seconds'] / 60:.0f} min, commit {reference.entry['commit'][:10]}")
+else:
+    if pretrained:
+        print(f"no shipped reference model matches this preset ({cfg.model}, {cfg.image_size}px): pre-training G_s here")
+    opt_g, opt_d = sg.make_optimizers(G_src, D_src, lr=cfg.pretrain_lr, r1_every=cfg.r1_every)
+    ema_src = train.EMA(G_src, cfg.ema_decay)
+    pretrain_step = sg.make_train_step(G_src, D_src, opt_g, opt_d, source.images, batch_size=cfg.batch_size,
+                                       r1_gamma=cfg.r1_gamma, r1_every=cfg.r1_every, mixing_prob=cfg.mixing_prob,
+                                       ema=ema_src, augment=augment)
+    pretrain_history = train.fit(pretrain_step, cfg.pretrain_iterations,
+                                 {"G": G_src, "D": D_src, "opt_g": opt_g, "opt_d": opt_d, "ema": ema_src},
+                                 ckpt_path=out / f"pretrain_source_{run_tag}.pt", ckpt_every=500,
+                                 time_budget_s=cfg.pretrain_time_budget_s, desc="pre-train G_s")
+    print(f"{pretrain_history.steps} steps in {pretrain_history.seconds:.0f} s")
+    G_s = ema_src.module  # the source generator used from here on: the EMA weights, frozen
+    G_s.requires_grad_(False).eval()
+complete = pretrain_history is None or not pretrain_history.stopped_by_budget
+fig, axes = plt.subplots(1, 2, figsize=(14, 3.4))
+if pretrain_history is not None and pretrain_history.steps:
     viz.plot_losses(pretrain_history, keys=["loss_d", "loss_g"], ax=axes[0], title="pre-training losses")
+else:
+    axes[0].set_axis_off()
+    axes[0].text(0, 0.5, f"G_s: the shipped reference model {REFERENCE}\n({ref_spec.steps} steps, trained once by"
+                 f"\npython -m nbsyn.pretrained train {REFERENCE})", fontsize=10)
 viz.show_images(sg.sample(G_s, 16, seed=1), nrow=8, title="G_s samples (EMA)", ax=axes[1])
-viz.save(fig, out, "pretraining")
+viz.save(fig, out, "source_generator")
 plt.show()
+
+# %% [markdown]
+# **How good is $G_s$?** Measured now, in this cell, not quoted: the spherical K-means purity of its
+# 16×16 features against a segmenter's labels of its samples (do the features "know" the face
+# parts? the majority baseline is what a single cluster would score), the mean pairwise MS-SSIM of
+# its samples (lower = more diverse) and the RMSE to the nearest of 512 training faces (near 0 would
+# mean copying). Notebooks 05 and 07 build on these same features.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if use_reference:
+    source_quality = reference_models.RECIPES["stylegan2"].evaluate(ref_spec, reference, dev)
+    for key, value in source_quality.items():
+        print(f"{key:>18}: {value:.3f}   (manifest: {reference.metrics.get(key, float('nan')):.3f})")
 
 # %% [markdown]
 # ## 4. Smoothness similarity regularisation $\mathcal L_{SS}$
@@ -269,10 +301,10 @@ print(f"N = {probe_d.num_blocks} decisions per image:", [tuple(l.shape[1:]) for 
 del probe_d
 
 # %% [markdown]
-# ## 6. Adaptation to 10 shots: the method and its baselines, same budget
+# ## 6. Adaptation to 10 shots: the method and its baselines, the same steps
 #
 # Every arm starts from the same $G_s$ and pre-trained $D$, sees the same 10 shots with the same
-# augmentation, and runs the same number of steps (`iterations`, capped by `time_budget_s`):
+# augmentation, and runs exactly the same number of steps (`iterations`):
 #
 # | arm | D loss | $\mathcal L_{SS}$ | what it is |
 # |---|---|---|---|
@@ -305,7 +337,10 @@ for arm in cfg.arms:
                                      desc=f"adapt: {arm}")
     adapted[arm] = ema_t.module.eval()
     h = adapt_histories[arm]
-    print(f"{arm:>16}: {h.steps} steps, {h.seconds:.0f} s" + (" (time budget)" if h.stopped_by_budget else ""))
+    print(f"{arm:>16}: {h.steps} steps, {h.seconds:.0f} s")
+    if h.stopped_by_budget:
+        complete = False
+        print(f"WARNING: the time guard cut {arm} at {h.steps} of {cfg.iterations} steps: results are incomplete")
 
 # %%
 fig, axes = plt.subplots(1, len(cfg.arms), figsize=(3.3 * len(cfg.arms), 2.6), squeeze=False)
@@ -429,36 +464,48 @@ viz.save(fig, out, "metrics")
 plt.show()
 
 # %% [markdown]
-# **Reading the results.** What our reference runs showed (`cpu` preset on a shared 2-core machine:
-# seed 0 twice — once under load, where the time budget cut pre-training at ~2300 steps, once idle
-# with all 3000 — and seed 1; the printed table above is the one of *this* run and will differ in
-# detail, because a time budget makes $G_s$ depend on the machine's load):
-#
-# * **Diversity moves the way the thesis says.** Fine-tuning without $\mathcal L_{SS}$ (TGAN, FreezeD,
-#   $\mathcal L_{all}$) collapsed within 200 steps onto one or two blurry versions of the shots: their
-#   intra-cluster L1 was 0.15-0.17 in every run, half the source's. Every arm with $\mathcal L_{SS}$
-#   kept 0.21-0.22 (about +35 %), in every run and for both λ — the direction of the LPIPS columns of
-#   Tables 7.1 and 7.3. CDC, which also ties $G_t$ to $G_s$, was the most diverse (0.23-0.25).
-# * **Memorisation is less stable.** The share of samples closer to a shot than 95 % of real held-out
-#   scenes ranged from 0.5 % to 72 % for the arms without $\mathcal L_{SS}$ across the three runs,
-#   and from 0.3 % to 15 % with it: lower with $\mathcal L_{SS}$ in every run, but by very different
-#   margins.
-# * **Quality does not follow at this scale.** The $\mathcal L_{SS}$ samples keep the *shape* of the
-#   source (a head-sized oval under scene colours) and are noisy: the Jacobian matching transferred
-#   the source's structure rather than only its transitions — the "leakage" the thesis reports for
-#   large $\lambda_{SS}$ or high resolutions (Table 7.4 [L2097]). Here $\mathcal L_{SS}$ (≈ 25 at
-#   λ = 5, ≈ 6 at λ = 1; see the loss plots) dwarfs the adversarial loss (≈ 1-2), and λ = 1 looks
-#   much like λ = 5. The paper's λ was chosen for 512-channel 32×32 features of a 256-px StyleGAN2;
-#   the raw JVP norm depends on the architecture, so the same λ is not the same trade-off here.
-#   CDC keeps even more of the source (face colours). Without FID we cannot rank quality.
-# * **$\mathcal L_{all}$ alone** did not prevent collapse in our short runs; the thesis' quality gain
-#   from $\mathcal L_{all}$ (FID 178 → 116) needs FID to be seen, which is unavailable offline.
-# * **The staircase index does not separate the arms** here: collapsed generators barely move along a
-#   path, so their largest and mean steps are both small. Nor does the interpolation figure show the
-#   thesis' "staircases" (Fig. 7.5): at 200 steps every adapted generator changes only a little along
-#   the path — the fine-tuned ones because they have collapsed onto one scene, the $\mathcal L_{SS}$
-#   ones while keeping the source's layout. Staircases need a generator that has learned the 10
-#   modes, which takes longer than our budget.
+# **Reading the results.** The thesis' claims, checked against *this* run's numbers: $\mathcal L_{SS}$
+# keeps the adapted generator diverse (higher intra-cluster distance, the pixel proxy of the
+# intra-LPIPS column of Tables 7.1 and 7.3) and stops it from copying the shots. The verdicts below
+# compare the mean over the arms with $\mathcal L_{SS}$ against the mean over the plain fine-tuning
+# arms (TGAN, FreezeD, $\mathcal L_{all}$), and call a gap real only when it exceeds the spread
+# over evaluation latents; the spread over training seeds is not measured (one run per arm).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def arm_mean(arms, key):
+    return sum(results[a][key][0] for a in arms) / len(arms)
+
+
+def arm_spread(arms, key):
+    return max(results[a][key][1] for a in arms)
+
+
+with_ss = [a for a in adapted if ssr.ARMS[a]["use_ss"]]
+plain = [a for a in adapted if not ssr.ARMS[a]["use_ss"] and a != "CDC"]
+if with_ss and plain:
+    for key, higher_is_claimed in (("intra-cluster L1", True), ("copies (%)", False)):
+        a, b = arm_mean(with_ss, key), arm_mean(plain, key)
+        noise = arm_spread(with_ss + plain, key)
+        direction = (a > b) == higher_is_claimed
+        verdict = ("as the thesis says" if direction else "against the thesis") if abs(a - b) > noise else "within the spread"
+        print(f"{key}: with L_SS {a:.3f}, plain fine-tuning {b:.3f}, source G_s {results['source G_s'][key][0]:.3f}"
+              f" (spread {noise:.3f}) -> {verdict}")
+    lss = adapt_histories[with_ss[0]].last(20)
+    print(f"loss scale at the end ({with_ss[0]}): L_SS {lss.get('loss_ss', float('nan')):.2f} vs adversarial "
+          f"loss_g {lss.get('loss_g', float('nan')):.2f}")
+else:
+    print("this preset's arms do not include both an L_SS arm and a plain fine-tuning arm")
+
+# %% [markdown]
+# What the numbers cannot say, whatever they are: **quality** needs FID (unavailable offline), so the
+# samples above are the only evidence of it. When $\mathcal L_{SS}$ is much larger than the
+# adversarial loss (the line above), the target keeps the *structure* of the source (a head-sized
+# oval under scene colours), the "leakage" the thesis reports for large $\lambda_{SS}$ or high
+# resolutions (Table 7.4 [L2097]): the paper's λ = 5 was chosen for 512-channel 32×32 features of a
+# 256-px StyleGAN2, and the raw JVP norm depends on the architecture, so the same λ is not the same
+# trade-off here. The **staircase index** separates the arms only when a generator has learned several
+# target modes; a generator that collapsed onto one shot barely moves along a path at all.
 
 # %% [markdown]
 # ## 8. Interactive: source vs. adapted generator
@@ -571,7 +618,7 @@ for arm in adapted:
          "ours": f"{r['staircase index'][0]:.2f} ± {r['staircase index'][1]:.2f}", "paper": "-",
          "note": "Fig. 7.5 shows it qualitatively"},
     ]
-path = reproduce.record_results(out, NOTEBOOK, cfg, table_rows)
+path = reproduce.record_results(out, NOTEBOOK, cfg, table_rows, complete=complete)
 print(f"{'arm':>16} | {'metric':<48} | {'ours':>16} | paper")
 for row in table_rows:
     ours = row["ours"] if row["ours"] is not None else "unavailable"
@@ -584,8 +631,8 @@ print(f"saved {path}; whole notebook: {time.perf_counter() - notebook_start:.0f}
 #
 # * **Scale.** 32×32 images (`cpu`), a StyleGAN2 with 16-64 channels and 4 mapping layers instead of
 #   config F at 256×256 (the `paper` configuration is built and its parameter count checked, but not
-#   trained here); five CPU minutes of pre-training at twice StyleGAN2's learning rate instead of a
-#   published FFHQ checkpoint; 200 adaptation steps at batch 8 instead of 30k at batch 4, and no
+#   trained here); our own shipped reference StyleGAN2 (trained at twice StyleGAN2's learning rate)
+#   instead of a published FFHQ checkpoint; 200 adaptation steps at batch 8 instead of 30k at batch 4, and no
 #   best-FID checkpoint selection [L2023].
 # * **Data.** Procedural faces → procedural scenes stand in for FFHQ → Anime-Face / Church → Shells.
 # * **Metrics.** FID and intra-LPIPS need pretrained networks; without their cached weights they are
