@@ -35,14 +35,27 @@ def test_celebamask_load_resizes_image_and_label_together():
     assert test.images.shape == (1, 3, 16, 16)  # the image is brought to the masks' size
 
 
-def test_celebamask_prepared_labels_are_read(tmp_path):
-    root = tmp_path / "CelebAMask-HQ"
-    shutil.copytree(FIXTURES / "celebamask_hq" / "CelebAMask-HQ", root)
+def test_celebamask_reader_agrees_with_the_shared_prepare_script(tmp_path):
+    """data_scripts/prepare_celebamask_hq.py (shared with notebook 05) composes the same maps."""
+    from nbsyn.data import fewshot_smis
+    from nbsyn.data.semantic_pairs import read_ids
+
+    assert fewshot_smis.CELEBAMASK_CLASSES == cm.CLASS_NAMES
     script = load_data_script("prepare_celebamask_hq")
-    assert script.main(["--root", str(root)]) == 0
-    assert (root / "CelebAMask-HQ-label" / "28000.png").is_file()
-    shutil.rmtree(root / "CelebAMask-HQ-mask-anno")  # now only the composed maps remain
-    assert (cm.read_label(root, 0) == cm.compose_label(FIXTURES / "celebamask_hq", 0)).all()
+    release = FIXTURES / "celebamask_hq" / "CelebAMask-HQ"
+    assert script.main(["--release", str(release), "--out", str(tmp_path)]) == 0
+    for idx in (0, 1, 28000):
+        split = "test" if idx == 28000 else "train"
+        prepared = read_ids(tmp_path / "CelebAMask-HQ" / split / "labels" / f"{idx:05d}.png")
+        assert (prepared == cm.compose_label(release, idx)).all()
+    root = tmp_path / "composed" / "CelebAMask-HQ"  # a composed CelebAMask-HQ-label/ folder is read as well
+    shutil.copytree(release, root)
+    (root / "CelebAMask-HQ-label").mkdir()
+    from PIL import Image
+
+    Image.fromarray(cm.compose_label(root, 0).astype("uint8")).save(root / "CelebAMask-HQ-label" / "0.png")
+    shutil.rmtree(root / "CelebAMask-HQ-mask-anno" / "0")
+    assert (cm.read_label(root, 0) == cm.compose_label(release, 0)).all()
 
 
 def test_celebamask_errors_are_clear(tmp_path):

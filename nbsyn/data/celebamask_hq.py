@@ -11,9 +11,10 @@ Official on-disk layout (``switchablenorms/CelebAMask-HQ``, Google Drive / Baidu
 
 Label ids (the repository's ``face_parsing/Data_preprocessing/g_mask.py``): 0 = background, then the
 18 parts below in this order, **later parts painted over earlier ones**. A part file may be missing
-(that part is absent). ``data_scripts/prepare_celebamask_hq.py`` composes the maps once into
-``CelebAMask-HQ-label/<id>.png`` (uint8 ids, 512 px); ``load`` reads those when present and composes
-on the fly otherwise. Split (SEAN / INADE, and the 28,000 images of the supplement [L54]): ids
+(that part is absent). This module reads the release as it is: ``load`` composes the maps on the fly,
+or reads ``CelebAMask-HQ-label/<id>.png`` (uint8 ids) when such a composed folder exists.
+``data_scripts/prepare_celebamask_hq.py`` (shared with notebook 05, read by ``nbsyn.data.fewshot_smis``)
+writes the same maps into a ``{train,test}/{images,labels}`` layout; a test checks that both agree. Split (SEAN / INADE, and the 28,000 images of the supplement [L54]): ids
 0..27,999 train, 28,000..29,999 test.
 """
 
