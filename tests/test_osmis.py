@@ -416,3 +416,10 @@ def test_filter_by_sifid_keeps_the_best_fraction_in_order(monkeypatch):
     monkeypatch.setattr(nbsyn.metrics, "sifid", lambda real, fakes: MetricResult("SIFID", None, "weights missing"))
     same_images, same_labels, note = osmis.filter_by_sifid(real, images, labels, fraction=0.4)
     assert same_images is images and same_labels is labels and note == "not filtered: SIFID weights missing"
+
+
+def test_every_preset_trains_a_fixed_step_count():
+    """Issue 10: both arms train cfg.iterations; no preset sets a wall-clock budget that decides it."""
+    assert all(t["time_budget_s"] is None and t["iterations"] > 0 for t in osmis.PRESETS.values())
+    cpu = osmis.PRESETS["cpu"]
+    assert (cpu["num_low"], cpu["d_blocks"]) == (2, 5)  # declared in notebook 03 (paper: 4 of 7 [L1800])

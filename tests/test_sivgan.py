@@ -293,3 +293,14 @@ def test_fa_only_on_real_features_and_da_in_both_g_and_d_steps():
                      (True, True, False),    # D step: augmented real with FA
                      (True, False, False)]   # D step: augmented fresh fake, no FA, detached from G
     assert len(augmented) == 3
+
+
+def test_step_count_is_fixed_and_a_guard_that_cuts_a_run_says_so():
+    """Issue 10: no wall-clock budget decides how long an arm trains; a guard set by hand marks the cut."""
+    assert all(t["time_budget_s"] is None and t["video_time_budget_s"] is None for t in S.PRESETS.values())
+    cfg = resolve("02_sivgan", "smoke")
+    frames = _smoke_model().frames
+    _, done = S.train_arm(cfg, frames, iterations=3)
+    assert done.steps == 3 and not done.stopped_by_budget
+    _, cut = S.train_arm(cfg, frames, iterations=3, time_budget_s=1e-9)  # the notebook warns, complete=False
+    assert cut.stopped_by_budget and cut.steps < 3
