@@ -418,11 +418,11 @@ viz.save(fig, out_dir, "downstream")
 plt.show()
 
 # %% [markdown]
-# ## 9. The reference model: OSMIS after 6000 iterations
+# ## 9. The reference model: OSMIS, trained longer
 #
-# The arms above are short runs that show the early dynamics. The project trains OSMIS (MCA) once, for a
-# fixed 6000 iterations, on the same image-mask pair at the `cpu` sizes, and ships its EMA generator
-# (`pretrained/osmis_scenes.pt`, made by `python -m nbsyn.pretrained train osmis_scenes`; `python -m
+# The arms above are short runs that show the early dynamics. The project trains OSMIS (MCA) once, for
+# the fixed step count of its registry entry (printed below; several times this notebook's), on the same
+# image-mask pair at the `cpu` sizes, and ships its EMA generator (`pretrained/osmis_scenes.pt`, made by `python -m nbsyn.pretrained train osmis_scenes`; `python -m
 # nbsyn.pretrained list` shows its steps and training time). Here it is loaded and sampled, and scored in
 # this notebook with the same protocol as the arms: MS-SSIM between samples, the distance to the training
 # pair, the mIoU protocol, and the one-shot segmenter with its pairs added (on the reference's own training
@@ -506,7 +506,7 @@ if ref is not None:
 #
 # The thesis trains for about 150k iterations on 640x384 frames; the arms here are models of a few
 # hundred thousand parameters after `cfg.iterations` iterations (1500 at `cpu`), and the reference model
-# the same network after 6000. What the paper leads us to expect:
+# the same network after a longer, fixed run. What the paper leads us to expect:
 #
 # * **Diversity** (Table 6.3): OSMIS keeps SIV-GAN's diversity; input concatenation tends to collapse
 #   onto few layouts whose masks lose the objects, the degenerate solution the warm-up is meant to
@@ -661,7 +661,7 @@ print(f"saved {path}{'' if complete else ' (INCOMPLETE: a time guard cut a run)'
 # ## 13. What we simplified
 #
 # * **Scale.** A tiny generator and discriminator (see the parameter counts) trained for 1500 iterations
-#   per arm at `cpu` (the reference model: 6000) on a procedural scene, instead of 640x384 DAVIS frames
+#   per arm at `cpu` (the reference model: its registry entry's steps) on a procedural scene, instead of 640x384 DAVIS frames
 #   for (in the official code) 150k iterations. $P_0$ is shortened with the run, $\lambda_{DR}$ is the
 #   official code's effective strength, and the EMA decay is shorter, as in notebook 02.
 # * **Depth of the shared D trunk.** The `cpu` preset uses $N_{low-level} = 2$ of 5 D blocks; the paper
