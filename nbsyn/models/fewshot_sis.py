@@ -58,7 +58,7 @@ PRESETS = {
         _COMMON, seed=0, iterations=600, image_size=32, batch_size=8, dataset="scenes", prior="stylegan2_scenes32",
         feat_res=8,  # image_size / 4, the paper's ratio 64 of 256 (spec §10.9 pilot)
         feat_res_sweep=(8, 16, 32), n_draws=3, invert_steps=300, invert_lr=0.05,
-        enc_width=32, enc_middle=2, enc_lr=1e-3, arms=("P", "F", "O", "S"),
+        enc_width=16, enc_middle=2, enc_lr=1e-3, arms=("P", "F", "O", "S"),
         baseline_preset="cpu", baseline_iterations=150, baseline_repeat=40,
         mix_from=5,  # of num_ws 8: resample the last block (the paper's l = 8 of 18, §10.8)
         n_seg_train=600, segmenter_steps=400, n_test=200, n_pl=256, n_inv=32, n_mix_seeds=3,
