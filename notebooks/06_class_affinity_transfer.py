@@ -86,7 +86,9 @@ del G_paper
 # The few-shot subsets are chosen greedily [L117-119]: a random first image, then always the image
 # that brings the pooled class histogram closest to uniform. The KL direction is not given;
 # KL(p̂ ‖ U) = log C − H(p̂) needs no smoothing, so we use it (§5.2). `C.select_few_shot` does this
-# for any label maps, including the real datasets' readers (`nbsyn/data/{ade20k,cocostuff,cityscapes}.py`).
+# for label maps; `C.select_few_shot_files(reader, root, 100)` does it on a real dataset in its official
+# layout (readers `nbsyn/data/{ade20k,cocostuff,cityscapes}.py`, annotation files only, don't-care
+# pixels not counted) and returns the chosen file names, to be stored with the results.
 #
 # At `paper` preset the notebook stops here: a COCO-Stuff or ADE20K source OASIS at 256 px (days on
 # GPUs) is not shipped, nor are CLIP and iBOT weights. The rest runs at toy scale.

@@ -352,3 +352,30 @@ def test_piti_palette_folding_is_exact():
         null = torch.zeros(1, 5, 9, 9)
         null[:, 4] = 1  # the all-white map of classifier-free guidance
         assert torch.allclose(folded(null), conv(torch.ones(1, 3, 9, 9)), atol=1e-5)
+
+
+def test_vectorised_greedy_equals_the_plain_loop():
+    hist = torch.randint(0, 50, (30, 6), generator=torch.Generator().manual_seed(0))
+    chosen = C.select_from_histograms(hist, 10, seed=3)
+    first = int(torch.randint(0, 30, (1,), generator=torch.Generator().manual_seed(3)))
+    plain, pooled = [first], hist[first].clone()
+    while len(plain) < 10:
+        best = min((i for i in range(30) if i not in plain), key=lambda i: C.kl_to_uniform(pooled + hist[i]))
+        plain.append(best)
+        pooled += hist[best]
+    assert chosen == plain
+
+
+@pytest.mark.parametrize("name", ["ade20k", "cocostuff", "cityscapes"])
+def test_select_few_shot_files_on_the_reader_fixtures(name):
+    import importlib
+    from pathlib import Path
+
+    reader = importlib.import_module(f"nbsyn.data.{name}")
+    root = Path(__file__).parent / "fixtures" / name
+    n = len(reader.list_pairs(root, "train"))
+    files = C.select_few_shot_files(reader, root, n, seed=0)
+    assert sorted(files) == sorted(p[0].name for p in reader.list_pairs(root, "train"))
+    assert C.select_few_shot_files(reader, root, 1, seed=0) == files[:1]
+    with pytest.raises(ValueError, match="cannot select"):
+        C.select_few_shot_files(reader, root, n + 1)

@@ -446,29 +446,55 @@ def kl_to_uniform(counts: torch.Tensor) -> float:
     return float(math.log(counts.numel()) + (nz * nz.log()).sum())
 
 
-def select_few_shot(labels: torch.Tensor, k: int, num_classes: int, seed: int = 0,
-                    ignore_index: int | None = None) -> list[int]:
-    """Greedy subset (L117-119): a random first image, then repeatedly the image whose addition
-    minimises KL(pooled class histogram || uniform). Deterministic for a seed; no image twice.
-    Don't-care pixels (``ignore_index``) are not counted."""
-    n = labels.shape[0]
+def select_from_histograms(hist: torch.Tensor, k: int, seed: int = 0) -> list[int]:
+    """Greedy subset (L117-119) from per-image class histograms (N, C): a random first image, then
+    repeatedly the image whose addition minimises KL(pooled histogram || uniform). Deterministic for a
+    seed; no image twice."""
+    n, num_classes = hist.shape
     if not 1 <= k <= n:
         raise ValueError(f"cannot select {k} shots from a pool of {n} label maps")
-    hist = torch.stack([torch.bincount(lab[lab != ignore_index].reshape(-1) if ignore_index is not None
-                                       else lab.reshape(-1), minlength=num_classes)[:num_classes] for lab in labels])
+    hist = hist.double()
     first = int(torch.randint(0, n, (1,), generator=torch.Generator().manual_seed(seed)))
     chosen, pooled = [first], hist[first].clone()
+    taken = torch.zeros(n, dtype=torch.bool)
+    taken[first] = True
     while len(chosen) < k:
-        best, best_kl = None, float("inf")
-        for i in range(n):
-            if i in chosen:
-                continue
-            kl = kl_to_uniform(pooled + hist[i])
-            if kl < best_kl:
-                best, best_kl = i, kl
+        cand = pooled[None] + hist  # every candidate at once: KL = log C + sum p log p
+        p = cand / cand.sum(1, keepdim=True).clamp(min=1)
+        kl = math.log(num_classes) + torch.where(p > 0, p * p.clamp(min=1e-300).log(), torch.zeros_like(p)).sum(1)
+        kl[taken] = float("inf")
+        best = int(kl.argmin())
         chosen.append(best)
+        taken[best] = True
         pooled += hist[best]
     return chosen
+
+
+def class_histograms(labels: torch.Tensor, num_classes: int, ignore_index: int | None = None) -> torch.Tensor:
+    """(N, C) pixel counts per label map; ``ignore_index`` (don't care) is not counted (§5.2)."""
+    hist = torch.stack([torch.bincount(lab.reshape(-1).long(), minlength=num_classes + 1)[:num_classes]
+                        for lab in labels.clamp(max=num_classes)])
+    if ignore_index is not None and 0 <= ignore_index < num_classes:
+        hist[:, ignore_index] = 0
+    return hist
+
+
+def select_few_shot(labels: torch.Tensor, k: int, num_classes: int, seed: int = 0,
+                    ignore_index: int | None = None) -> list[int]:
+    """The few-shot subset of L117-119 among label maps (N, H, W); see ``select_from_histograms``."""
+    return select_from_histograms(class_histograms(labels, num_classes, ignore_index), k, seed)
+
+
+def select_few_shot_files(reader, root, k: int, seed: int = 0, split: str = "train") -> list[str]:
+    """§5.2 on a real dataset in its official layout: reads only the annotation files of a reader
+    (``nbsyn.data.ade20k`` / ``cocostuff`` / ``cityscapes``), without the don't-care class, and returns
+    the chosen image file names (store them next to the results so the subset can be reused)."""
+    from nbsyn.data.semantic_pairs import read_ids
+
+    pairs = reader.list_pairs(root, split)
+    labels = [torch.from_numpy(reader.remap(read_ids(ann)).astype("int64")) for _, ann in pairs]
+    hist = torch.stack([class_histograms(lab[None], reader.NUM_CLASSES, reader.DONTCARE)[0] for lab in labels])
+    return [pairs[i][0].name for i in select_from_histograms(hist, k, seed)]
 
 
 # ---------------------------------------------------------------------------------------------
