@@ -379,3 +379,12 @@ def test_select_few_shot_files_on_the_reader_fixtures(name):
     assert C.select_few_shot_files(reader, root, 1, seed=0) == files[:1]
     with pytest.raises(ValueError, match="cannot select"):
         C.select_few_shot_files(reader, root, n + 1)
+
+
+def test_check_target_map_errors():
+    ok = torch.zeros(8, 8, dtype=torch.long)
+    C.check_target_map(ok, 7, (8, 8))
+    with pytest.raises(ValueError, match="outside"):
+        C.check_target_map(torch.full((8, 8), 7), 7, (8, 8))  # class id 7 of 7 classes
+    with pytest.raises(ValueError, match="must be 8x8"):
+        C.check_target_map(torch.zeros(4, 8, dtype=torch.long), 7, (8, 8))

@@ -423,6 +423,15 @@ def mapping_accuracy(A: torch.Tensor, oracle: torch.Tensor) -> dict[str, float]:
     return {"top1": top, "true_mass": mass}
 
 
+def check_target_map(label_map: torch.Tensor, num_target: int, size: tuple[int, int]) -> None:
+    """A painted / given target label map must be (H, W) ids in [0, C_T) at the generator's size."""
+    from nbsyn.data import check_labels
+
+    if label_map.dim() != 2 or tuple(label_map.shape) != tuple(size):
+        raise ValueError(f"the target label map must be {size[0]}x{size[1]}, got shape {tuple(label_map.shape)}")
+    check_labels(label_map[None], num_target)
+
+
 def edit_affinity(A: torch.Tensor, target_class: int, source_class: int) -> torch.Tensor:
     """A copy of A whose row ``target_class`` is one-hot on ``source_class`` (the affinity editor)."""
     check_affinity(A)
