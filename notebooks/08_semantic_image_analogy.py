@@ -58,7 +58,7 @@ from nbsyn.data.photos import PHOTOS
 from nbsyn.data.single import SCENE_CLASSES, SCENE_PALETTE
 from nbsyn.metrics.segmenter import segmentation_scores, train_segmenter
 from nbsyn.models import semia as S
-from nbsyn.reproduce import fmt, record_results
+from nbsyn.reproduce import fmt, record_results, resolve_out_dir
 
 cfg = nbsyn.presets.resolve("08_semantic_image_analogy", preset, seed=seed, iterations=iterations,
                             image_size=image_size, dataset=dataset)
@@ -71,6 +71,7 @@ if cfg.photo not in PHOTOS:
 if cfg.image_size % 8 or cfg.photo_size % 8:
     raise ValueError(f"image_size and photo_size must be multiples of 8 (3 down stages), got {cfg.image_size}, "
                      f"{cfg.photo_size}")
+out_dir = resolve_out_dir(out_dir)  # JupyterLab starts kernels in notebooks/
 dev = nbsyn.runtime.setup(cfg.seed, device, threads=cfg.threads)
 H, W = cfg.image_size, S.scene_width(cfg.image_size)
 t_start = time.perf_counter()
@@ -644,5 +645,9 @@ print(f"... {len(rows)} rows saved to {path}; notebook time {time.perf_counter()
 #   editing are not run (they need VGG weights / hours of training).
 # * **Metrics.** No user study; a small U-Net segmenter instead of Detectron2; on the photo the segmenter
 #   is trained on the photo itself. The ablations are ours (the paper has none) and have one seed.
-# * **Data.** The paper's single images (COCO-Stuff, ADE20K, the web) are not shipped and no reader for the
-#   official `example/` layout is included yet; the scene and a scikit-image photo replace them.
+# * **Metrics.** LPIPS to the oracle and SIFID (spec §8.5, when their weights are cached) are not computed;
+#   every number here needs no download.
+# * **Data.** The paper's single images (COCO-Stuff, ADE20K, the web) are not shipped. The official examples
+#   can be read (`data_scripts/prepare_semia_examples.py`, then `dataset="semia:<name>"`, which replaces the
+#   photo by the example and its `cond/` layouts); their colour label maps become class ids by a documented
+#   rule (`nbsyn/data/analogy_folder.py`). The COCO-Stuff pair protocol of Table 1 is not wired in.
