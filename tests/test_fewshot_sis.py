@@ -309,6 +309,8 @@ def test_bad_label_maps_are_rejected_before_training(small):
         fs.synthesize(E, G, torch.full((1, 16, 16), 7))
     with pytest.raises(ValueError, match="shape"):
         fs.synthesize(E, G, torch.zeros(16, 16, dtype=torch.long))
+    with pytest.raises(ValueError, match="16x16 label maps, got 32x32"):
+        fs.synthesize(E, G, torch.zeros(1, 32, 32, dtype=torch.long))
 
 
 # ----------------------------------------------------------------------------- official checkpoints
