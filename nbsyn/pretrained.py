@@ -540,9 +540,14 @@ def _commit() -> str:
         return "unknown"
 
 
-def half_state(module: nn.Module) -> dict[str, torch.Tensor]:
-    """The module's state with floating-point tensors stored as fp16 (half the bytes)."""
-    return {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
+# fp16 storage is used when it changes the generator's output (in [-1, 1]) by at most this much on a
+# fixed probe input, i.e. about 6 grey levels of 255 at the worst pixel; otherwise fp32 is stored.
+FP16_TOLERANCE = 0.05
+
+
+def half_state(module: nn.Module, dtype: torch.dtype = torch.float16) -> dict[str, torch.Tensor]:
+    """The module's state with floating-point tensors stored as ``dtype`` (fp16: half the bytes)."""
+    return {k: v.detach().cpu().to(dtype) if v.is_floating_point() else v.detach().cpu()
             for k, v in module.state_dict().items()}
 
 
@@ -566,7 +571,10 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
     recipe = RECIPES[spec.kind]
     total = spec.steps if steps is None else steps
     folder = Path(folder) if folder is not None else shipped_dir()
-    work = Path(work) if work is not None else ROOT / "runs" / "pretrained" / name
+    if work is None:  # checkpoints and figures: runs/pretrained/<name>, or beside a non-default folder
+        work = ROOT / "runs" / "pretrained" / name if folder == ROOT / "pretrained" else folder / "work" / name
+    work = Path(work)
+    commit = _commit()  # the code this run starts (or resumes) with
     seed_everything(spec.seed)
     modules = recipe.build(spec)
     step_fn, objects = recipe.trainer(spec, modules, torch.device(device))
@@ -578,19 +586,20 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
     if hasattr(recipe, "finish"):
         recipe.finish(spec, objects)
     shipped = recipe.shipped(objects)
+    fp16_error = _fp16_error(spec, shipped, device)
+    dtype = torch.float16 if fp16_error <= FP16_TOLERANCE else torch.float32
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.pt"
-    torch.save({key: half_state(m) for key, m in shipped.items()}, path)
+    torch.save({key: half_state(m, dtype) for key, m in shipped.items()}, path)
     record = {
         "name": name, "kind": spec.kind, "description": spec.description, "used_by": list(spec.used_by),
         "config": spec.config() | {"steps": total}, "steps": history.steps, "wall_seconds": round(history.seconds, 1),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "machine": platform.machine(), "commit": _commit(), "sha256": sha256_file(path),
-        "size_bytes": path.stat().st_size, "dtype": "float16",
+        "machine": platform.machine(), "commit": commit, "sha256": sha256_file(path),
+        "size_bytes": path.stat().st_size, "dtype": str(dtype).removeprefix("torch."), "fp16_max_abs_diff": fp16_error,
         "final_losses": {k: round(v, 4) for k, v in history.last(100).items()},
         "state_sha256": state_hash(objects),
     }
-    record["fp16_max_abs_diff"] = _fp16_error(spec, shipped, device)
     manifest = read_manifest(folder)
     manifest[name] = record
     write_manifest(manifest, folder)
@@ -605,13 +614,14 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
 
 
 @torch.no_grad()
-def _fp16_error(spec: Entry, shipped: Mapping[str, nn.Module], device) -> float:
-    """Largest |output(fp32 weights) - output(fp16-stored weights)| of the shipped G on fixed inputs."""
+def _fp16_error(spec: Entry, shipped: Mapping[str, nn.Module], device, dtype: torch.dtype = torch.float16) -> float:
+    """Largest |output(fp32 weights) - output(weights stored as ``dtype``)| of the shipped G on a fixed input."""
     G = shipped["G"].eval()
     copy = RECIPES[spec.kind].build(spec)["G"].to(device).eval()
-    copy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half_state(G).items()})
+    copy.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in half_state(G, dtype).items()})
     x = probe_input(spec, G)
     def image(net):
+        torch.manual_seed(0)  # the same draws of any noise the generator samples itself
         out = net(x.to(device))
         return getattr(out, "image", out)  # the one-shot generators return a GeneratorOutput
 
@@ -676,7 +686,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.time()
     record = train(args.name, device=args.device, resume=args.resume, steps=args.steps, folder=folder)
     print(json.dumps(record, indent=2))
-    print(f"done in {(time.time() - start) / 60:.1f} min; figures in runs/pretrained/{args.name}/figures")
+    print(f"done in {(time.time() - start) / 60:.1f} min")
     return 0
 
 

@@ -35,11 +35,12 @@ def test_shipped_file_loads_weights_only_and_matches_its_hash(name):
     states = torch.load(path, map_location="cpu", weights_only=True)
     assert set(states) >= {"G"}
     floats = [v for state in states.values() for v in state.values() if v.is_floating_point()]
-    assert floats and all(v.dtype == torch.float16 for v in floats), "shipped weights are stored in fp16"
+    assert floats and all(str(v.dtype) == f"torch.{record['dtype']}" for v in floats)
+    # fp16 only where it keeps the outputs within the tolerance (measured at shipping time)
+    assert (record["dtype"] == "float16") == (record["fp16_max_abs_diff"] <= pretrained.FP16_TOLERANCE)
     ref = pretrained.load(name, folder=folder)
     assert not any(p.requires_grad for p in ref.G.parameters()) and not ref.G.training
     assert record["steps"] == pretrained.REGISTRY[name].steps, "shipped model did not train its registered steps"
-    assert record["fp16_max_abs_diff"] < 0.1, "fp16 storage changes the outputs too much"
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -102,7 +103,13 @@ def test_corrupt_file_is_a_clear_error(tmp_path):
 
 def test_fp16_storage_keeps_outputs_close(tmp_path):
     record = _train(tmp_path, "a", 3)
-    assert 0 <= record["fp16_max_abs_diff"] < 0.05
+    assert record["dtype"] == "float16" and 0 < record["fp16_max_abs_diff"] < pretrained.FP16_TOLERANCE
+
+
+def test_storage_error_measures_weights_not_random_noise():
+    spec = pretrained.entry("oasis_scenes64")  # OASIS draws its own noise when none is given
+    G = pretrained.RECIPES["oasis"].build(spec)["G"]
+    assert pretrained._fp16_error(spec, {"G": G}, "cpu", dtype=torch.float32) == 0.0
 
 
 def test_list_command_shows_steps_and_metrics(tmp_path, capsys):
