@@ -49,28 +49,28 @@ _COMMON = dict(
 PRESETS = {
     # every cell in well under a minute on one thread
     "smoke": dict(
-        _COMMON, seed=0, iterations=6, image_size=32, batch_size=4, dataset="scenes", time_budget_s=4,
+        _COMMON, seed=0, iterations=6, image_size=32, batch_size=4, dataset="scenes", time_budget_s=None,
         aspect=1, n_train=32, n_test=8, num_res_blocks=3, channels_g=8, channels_d=8, spade_hidden=16,
-        n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0, showcase_budget_s=8,
-        n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3,
+        n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0,
+        n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3, reference_n_test=8,
     ),
-    # the default without CUDA: four variants x two seeds x 60 s of training + 120 s more for OASIS
+    # the default without CUDA: four variants x two seeds x 300 steps; the converged comparison comes
+    # from the shipped reference models (nbsyn.pretrained: oasis_scenes64, spade_scenes64)
     "cpu": dict(
-        _COMMON, seed=0, iterations=5000, image_size=32, batch_size=8, dataset="scenes", time_budget_s=60,
+        _COMMON, seed=0, iterations=300, image_size=32, batch_size=8, dataset="scenes", time_budget_s=None,
         aspect=1, n_train=400, n_test=64, num_res_blocks=3, channels_g=16, channels_d=16, spade_hidden=32,
         n_layers_d=3, ndf=32, lambda_labelmix=5.0,
         ema_decay=0.98,  # 0.9999 averages over ~10k steps; a cpu run has a few hundred
         bn_batches=10, checkpoint_every=0,
-        showcase_budget_s=180,  # the OASIS run of seed 0 continues to 180 s for the figures and widgets
         n_seeds=2, segmenter_steps=400, diversity_maps=16, diversity_samples=20,  # 20 per map (L1145)
+        reference_n_test=128,  # test maps for evaluating the shipped 64 px reference models
     ),
     # about an hour on one GPU
     "gpu": dict(
-        _COMMON, seed=0, iterations=20000, image_size=128, batch_size=16, dataset="scenes", time_budget_s=900,
+        _COMMON, seed=0, iterations=20000, image_size=128, batch_size=16, dataset="scenes", time_budget_s=None,
         aspect=1, n_train=4000, n_test=200, num_res_blocks=5, channels_g=32, channels_d=32, spade_hidden=64,
         n_layers_d=4, ndf=64, lambda_labelmix=5.0, ema_decay=0.999, bn_batches=50, checkpoint_every=2000,
-        showcase_budget_s=2700,
-        n_seeds=3, segmenter_steps=3000, diversity_maps=50, diversity_samples=20,
+        n_seeds=3, segmenter_steps=3000, diversity_maps=50, diversity_samples=20, reference_n_test=200,
     ),
     # the thesis setting on ADE20K (L1112-1121); other datasets: paper_settings(name)
     "paper": dict(
@@ -82,7 +82,7 @@ PRESETS = {
         lambda_labelmix=5.0,  # L1121 (the official code uses 10 for ADE20K)
         ema_decay=0.9999,  # L1121
         bn_batches=50,  # [CODE] BN statistics of the EMA generator re-estimated on 50 batches
-        checkpoint_every=5000, showcase_budget_s=None,
+        checkpoint_every=5000, reference_n_test=0,  # no reference model at paper scale
         n_seeds=1, segmenter_steps=20_000,  # our U-Net stands in for UperNet101 / DRN / DeepLabV2 (L1123)
         diversity_maps=2000, diversity_samples=20,  # 20 samples per label map (L1145)
     ),
