@@ -72,7 +72,7 @@ PRESETS = {
         reference="stylegan2_faces32", sg_config="cpu", feature_res=16, n_kmeans_samples=256, kmeans_iters=30,
         width=64, blocks_per_side=1, n_seeds=2, n_real=1000, oracle_steps=400, n_eval_pairs=128, n_eval_sets=3,
         eval_every=100, scs_inits=10, scs_steps=50, scs_lr=0.01, n_shots=16, fewshot_seg_steps=300, n_pseudo=512,
-        mapper_iterations=300, mapper_adv_iterations=30, mapper_width=16, mapper_blocks=3, oasis_iterations=600,
+        mapper_iterations=300, mapper_adv_iterations=30, mapper_width=16, mapper_blocks=3, oasis_iterations=500,
     ),
     # about an hour on one GPU: the same 32-px reference prior, longer runs and more evaluation pairs
     "gpu": dict(
