@@ -51,7 +51,7 @@ import nbsyn
 from nbsyn import data, metrics, presets, runtime, viz
 from nbsyn.losses import d_loss, g_loss
 from nbsyn.models import toy
-from nbsyn.reproduce import record_results
+from nbsyn.reproduce import record_results, resolve_out_dir
 from nbsyn.train import EMA, fit
 from nbsyn.widgets import InterpolationPanel, ResamplePanel
 
@@ -60,6 +60,7 @@ cfg = presets.resolve("00_gan_foundations", preset, seed=seed, iterations=iterat
 if cfg.dataset not in data.DATASETS:
     raise ValueError(f"unknown dataset {cfg.dataset!r}; choose one of {data.DATASETS}")
 dev = runtime.setup(cfg.seed, device)
+out_dir = resolve_out_dir(out_dir)
 print(cfg)
 
 # %% [markdown]
@@ -466,7 +467,7 @@ for name in ("G", "EMA G", "real (held out)"):
                      "note": "reference: real images" if name.startswith("real") else f"{history.steps} steps"})
 rows.append({"experiment": f"DCGAN {cfg.dataset}, EMA G", "metric": "FID", "ours": fid_ema.value, "paper": "-",
              "note": fid_ema.unavailable_reason or f"{cfg.n_eval} samples (biased at this size)"})
-record_results(out_dir, "00_gan_foundations", cfg, rows, complete=complete)
+record_results(out_dir, "00_gan_foundations", cfg, rows, complete=complete, device=dev)
 for r in rows:
     ours = "unavailable" if r["ours"] is None else f"{r['ours']:.3f}"
     print(f"{r['experiment']:42s} {r['metric']:42s} {ours:>12s}   {r['note']}")

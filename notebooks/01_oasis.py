@@ -810,7 +810,7 @@ print(f"{'experiment':38s} {'metric':42s} {'ours':>26s} {'paper':>14s}")
 for row in rows:
     print(f"{row['experiment']:38s} {row['metric']:42s} {str(row['ours']):>26s} {str(row['paper']):>14s}")
 print("mIoU: ours in [0, 1], the thesis's in percent")
-record_results(out_dir, "01_oasis", cfg, rows, complete=not incomplete)
+record_results(out_dir, "01_oasis", cfg, rows, complete=not incomplete, device=dev)
 
 # %% [markdown]
 # ## 14. What we simplified

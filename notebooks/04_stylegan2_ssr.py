@@ -618,7 +618,7 @@ for arm in adapted:
          "ours": f"{r['staircase index'][0]:.2f} ± {r['staircase index'][1]:.2f}", "paper": "-",
          "note": "Fig. 7.5 shows it qualitatively"},
     ]
-path = reproduce.record_results(out, NOTEBOOK, cfg, table_rows, complete=complete)
+path = reproduce.record_results(out, NOTEBOOK, cfg, table_rows, complete=complete, device=dev)
 print(f"{'arm':>16} | {'metric':<48} | {'ours':>16} | paper")
 for row in table_rows:
     ours = row["ours"] if row["ours"] is not None else "unavailable"
