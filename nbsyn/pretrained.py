@@ -407,7 +407,7 @@ class OASISRecipe:
 
         data = _eval_data(spec)
         fake = OASISRecipe.samples(ref, data.labels[:8])
-        images = torch.cat([viz.colorize(data.labels[:8], data.palette) * 2 - 1, fake, data.images[:8]])
+        images = torch.cat([viz.colorize(data.labels[:8], data.palette), fake, data.images[:8]])
         fig = viz.show_images(images, nrow=8, title=f"{spec.name}: label map / generated / real render")
         viz.save(fig, out, "samples")
 
