@@ -56,6 +56,8 @@ cfg = nbsyn.presets.resolve("06_class_affinity_transfer", preset, seed=seed, ite
 if cfg.preset != "paper" and cfg.dataset != "autumn":
     raise ValueError(f"unknown dataset {cfg.dataset!r}: at the {cfg.preset} preset the target is the procedural "
                      "'autumn' domain (the paper's targets ade20k / cocostuff / cityscapes need preset='paper')")
+if cfg.preset != "paper" and not 1 <= cfg.n_shots <= cfg.n_pool:
+    raise ValueError(f"{cfg.n_shots} shots asked for, but the pool holds {cfg.n_pool} target label maps")
 dev = nbsyn.runtime.setup(cfg.seed, device)
 print(cfg)
 
@@ -639,9 +641,7 @@ paint_noise = O.sample_noise(1, G_src.z_dim, HW, torch.Generator().manual_seed(5
 
 
 def generate_from_map(label_map):
-    data.check_labels(label_map[None], C_T)  # a painted id outside the target classes is a clear error
-    if tuple(label_map.shape) != HW:
-        raise ValueError(f"the label map must be {HW[0]}x{HW[1]}, got {tuple(label_map.shape)}")
+    C.check_target_map(label_map, C_T, HW)  # an unknown class id or a wrong size is a clear error
     return O.generate(G_paint, label_map[None].to(dev), C_T, paint_noise.to(dev))[0].cpu()
 
 
