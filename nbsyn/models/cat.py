@@ -86,10 +86,11 @@ PRESETS = {
     ),
     # the paper's setting (COCO-Stuff -> ADE20K, M = 100 shots, 256 px); see PAPER_PAIRS for the others
     "paper": dict(
-        _COMMON, seed=0, iterations=None, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
+        # fine-tuning length and stage split are not given (§3.4, §9): [INFER] 20k steps, 1/3 in stage 1
+        _COMMON, seed=0, iterations=20_000, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
         source_model="oasis_cocostuff256", source_dataset="cocostuff", n_source=2000, n_pool=None, n_shots=100,
-        n_test=None, n_eval_train=None, stage1_steps=None,  # not given (§3.4, §9)
-        eval_every=None, freeze_d_blocks=3,  # [INFER] 3 of 6 encoder blocks (§3.4)
+        n_test=None, n_eval_train=None, stage1_steps=6_667,
+        eval_every=2_000, freeze_d_blocks=3,  # [INFER] 3 of 6 encoder blocks (§3.4)
         ema_decay=0.9999, bn_batches=50, text_encoder="clip", ssl_features="ibot", patch=16, n_seeds=1,
         source_d_steps=None, source_fallback_steps=None,  # the paper's source models come trained
         segmenter_steps_source=None, segmenter_steps_eval=None,  # UperNet101 / DeepLabV2 / DRN-D-105 (L121)
