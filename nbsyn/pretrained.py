@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from nbsyn.metrics.weights import sha256_of
 from nbsyn.train import GeneratorState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,14 +131,6 @@ def write_manifest(manifest: Mapping[str, dict], folder: Path) -> None:
     os.replace(tmp, folder / MANIFEST)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------------------------------------
 # loading
 # ---------------------------------------------------------------------------------------------
@@ -184,7 +177,7 @@ def load(name: str, device: str | torch.device = "cpu", folder: Path | None = No
     if record is None or not path.exists():
         raise PretrainedError(f"reference model {name!r} is not in {folder} ({'no manifest entry' if record is None else 'file missing'}); "
                               + _train_hint(name))
-    digest = sha256_file(path)
+    digest = sha256_of(path)
     if digest != record["sha256"]:
         raise PretrainedError(f"{path} is corrupt: sha256 {digest[:12]}... does not match the manifest's "
                               f"{record['sha256'][:12]}...; re-checkout the file or " + _train_hint(name))
@@ -595,7 +588,7 @@ def train(name: str, *, device: str = "cpu", resume: bool = True, steps: int | N
         "name": name, "kind": spec.kind, "description": spec.description, "used_by": list(spec.used_by),
         "config": spec.config() | {"steps": total}, "steps": history.steps, "wall_seconds": round(history.seconds, 1),
         "device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "machine": platform.machine(), "commit": commit, "sha256": sha256_file(path),
+        "machine": platform.machine(), "commit": commit, "sha256": sha256_of(path),
         "size_bytes": path.stat().st_size, "dtype": str(dtype).removeprefix("torch."), "fp16_max_abs_diff": fp16_error,
         "final_losses": {k: round(v, 4) for k, v in history.last(100).items()},
         "state_sha256": state_hash(objects),

@@ -51,6 +51,15 @@ def show_images(images: torch.Tensor, nrow: int = 8, title: str | None = None, a
     return ax.figure
 
 
+def show_rows(rows: Sequence[tuple[str, torch.Tensor]], ncol: int, scale: float = 1.5):
+    """One titled row of ``ncol`` images per (title, images) pair, stacked; returns the figure."""
+    fig, axes = plt.subplots(len(rows), 1, figsize=(scale * ncol, (scale + 0.25) * len(rows)), squeeze=False)
+    for ax, (title, images) in zip(axes[:, 0], rows):
+        show_images(images, ncol, title, ax)
+    fig.tight_layout()
+    return fig
+
+
 def legend_handles(class_names: Sequence[str], palette: Sequence[Sequence[int]], present=None):
     ids = range(len(class_names)) if present is None else sorted(int(i) for i in present)
     return [Patch(color=np.array(palette[i]) / 255, label=class_names[i]) for i in ids if i < len(class_names)]

@@ -548,15 +548,10 @@ for a, b in [("OASIS", "SPADE+ D"), ("OASIS", "SPADE D + FM"), ("OASIS", "OASIS 
         print(f"{a} vs {b}, {key}: {summary(a, key)[0] - summary(b, key)[0]:+.3f} ({verdict})")
 
 # %%
-side = [viz.colorize(test_labels, test_set.palette), test_set.images[:n_show]]
-names = ["label maps", "real"]
-for variant in O.VARIANTS:
-    side.append(O.generate(runs[(variant, cfg.seed)].ema.module, test_labels.to(dev), N, fixed_noise.to(dev)).cpu())
-    names.append(variant)
-fig, axes = plt.subplots(len(side), 1, figsize=(1.4 * n_show, 1.55 * len(side)))
-for ax, images, name in zip(axes, side, names):
-    viz.show_images(images, n_show, name, ax)
-fig.tight_layout()
+side = [("label maps", viz.colorize(test_labels, test_set.palette)), ("real", test_set.images[:n_show])]
+side += [(variant, O.generate(runs[(variant, cfg.seed)].ema.module, test_labels.to(dev), N, fixed_noise.to(dev)).cpu())
+         for variant in O.VARIANTS]
+fig = viz.show_rows(side, n_show, scale=1.4)
 viz.save(fig, out_dir, "experiment_samples")
 plt.show()
 
@@ -645,13 +640,9 @@ if use_reference:
 
 # %%
 if use_reference:
-    rows_ref = [viz.colorize(ref_test.labels[:n_show], ref_test.palette), ref_test.images[:n_show],
-                ref_samples["OASIS"], ref_samples["SPADE+ D"]]
-    titles = ["held-out label maps", "real renders", "OASIS reference", "SPADE+ D reference"]
-    fig, axes = plt.subplots(len(rows_ref), 1, figsize=(1.6 * n_show, 1.8 * len(rows_ref)))
-    for ax, images, title in zip(axes, rows_ref, titles):
-        viz.show_images(images, n_show, title, ax)
-    fig.tight_layout()
+    fig = viz.show_rows([("held-out label maps", viz.colorize(ref_test.labels[:n_show], ref_test.palette)),
+                         ("real renders", ref_test.images[:n_show]), ("OASIS reference", ref_samples["OASIS"]),
+                         ("SPADE+ D reference", ref_samples["SPADE+ D"])], n_show, scale=1.6)
     viz.save(fig, out_dir, "reference_models")
     plt.show()
 

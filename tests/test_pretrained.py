@@ -31,7 +31,7 @@ def test_shipped_file_loads_weights_only_and_matches_its_hash(name):
     folder = pretrained.ROOT / "pretrained"
     record = pretrained.read_manifest(folder)[name]
     path = folder / f"{name}.pt"
-    assert pretrained.sha256_file(path) == record["sha256"]
+    assert pretrained.sha256_of(path) == record["sha256"]
     states = torch.load(path, map_location="cpu", weights_only=True)
     assert set(states) >= {"G"}
     floats = [v for state in states.values() for v in state.values() if v.is_floating_point()]
