@@ -66,6 +66,7 @@ if cfg.dataset != "single_scene" and not cfg.dataset.startswith("semia:"):
     raise ValueError(f"unknown dataset {cfg.dataset!r}; choose 'single_scene' (the procedural scene with oracle "
                      f"edits, + the photo cfg.photo) or 'semia:<name>' (an official SemIA example, prepared by "
                      f"data_scripts/prepare_semia_examples.py, in place of the photo)")
+S.check_config(cfg)  # variant and patch descriptor
 if cfg.photo not in PHOTOS:
     raise ValueError(f"unknown photo {cfg.photo!r}; offline photos: {', '.join(PHOTOS)}")
 if cfg.image_size % 8 or cfg.photo_size % 8:
@@ -542,8 +543,9 @@ for abl in ("no patch coherence (A1)", "no aux classifier (A2)", "no progressive
     a = scene_table[abl]
     print(f"* {abl}: unchanged RMSE {a['unchanged_rmse']:.3f} ({a['unchanged_rmse'] - ms['unchanged_rmse']:+.3f} vs SemIA), "
           f"patch distance {a['patch_dist']:.3f} ({a['patch_dist'] - ms['patch_dist']:+.3f}), colour acc. on C "
-          f"{a['colour_acc_edit']:.2f} ({a['colour_acc_edit'] - ms['colour_acc_edit']:+.2f}); one seed - compare with the "
-          f"photo seed std {spread if spread is None else round(spread, 3)} before reading anything into it")
+          f"{a['colour_acc_edit']:.2f} ({a['colour_acc_edit'] - ms['colour_acc_edit']:+.2f}); unchanged-RMSE change "
+          + (S.resolved(a['unchanged_rmse'] - ms['unchanged_rmse'], spread) + f" against 2x the photo's pooled seed std "
+             f"{spread:.3f} (a proxy: one seed per arm on the scene)" if spread is not None else "not resolved (no seed spread)"))
 if incomplete:
     print("INCOMPLETE: the time guard cut", ", ".join(incomplete), "- these numbers are not results.")
 

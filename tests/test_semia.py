@@ -275,6 +275,10 @@ def test_training_is_deterministic_and_both_variants_run():
 
 def test_train_rejects_bad_input_before_training():
     img, lab, _ = scene()
+    with pytest.raises(ValueError, match="not implemented"):
+        M.train_semia(smoke_cfg(patch_descriptor="vgg19"), img, lab, 4, seed=0, progress=False)
+    with pytest.raises(ValueError, match="unknown variant"):
+        M.train_semia(smoke_cfg(variant="code"), img, lab, 4, seed=0, progress=False)
     with pytest.raises(ValueError, match="label ids"):
         M.train_semia(smoke_cfg(), img, lab + 4, 4, seed=0, progress=False)
 

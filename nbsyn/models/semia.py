@@ -531,6 +531,15 @@ def build_semia(cfg, num_classes: int, height: int):
     return G, D, S
 
 
+def check_config(cfg) -> None:
+    """Clear errors for settings this module does not implement (before any training)."""
+    if cfg["variant"] not in VARIANTS:
+        raise ValueError(f"unknown variant {cfg['variant']!r}; choose one of {', '.join(VARIANTS)}")
+    if cfg["patch_descriptor"] not in DESCRIPTORS:
+        raise ValueError(f"patch_descriptor {cfg['patch_descriptor']!r} is not implemented (the paper's VGG19 needs "
+                         f"ImageNet weights); choose one of {', '.join(DESCRIPTORS)}")
+
+
 def check_pair(image: torch.Tensor, labels: torch.Tensor, num_classes: int) -> None:
     """Clear errors for a bad training pair (before any training)."""
     if image.dim() != 3 or image.shape[0] != 3:
@@ -658,6 +667,7 @@ def train_semia(cfg, image, labels, num_classes, seed, *, device="cpu", patch=Tr
     """Train SemIA (or an ablation) on one pair for ``cfg.iterations`` iterations (fixed)."""
     from nbsyn.train import fit
 
+    check_config(cfg)
     check_pair(image, labels, num_classes)
     torch.manual_seed(seed)
     gen = torch.Generator(device=device).manual_seed(seed)
