@@ -43,7 +43,6 @@ out_dir = "runs/latest/07_sis_unconditional_generator"
 import copy
 import os
 import time
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,7 +63,7 @@ if cfg.dataset not in data.DATASETS:
                      f"prepare_lsun.py (paper preset)")
 # one thread unless NBSYN_THREADS says otherwise (small convolutions; a shared CPU)
 dev = runtime.setup(cfg.seed, device, threads=None if "NBSYN_THREADS" in os.environ else 1)
-out = Path(out_dir)
+out = reproduce.resolve_out_dir(out_dir)  # a relative out_dir is taken from the repository root
 out.mkdir(parents=True, exist_ok=True)
 notebook_start = time.perf_counter()
 AT = cfg.feature_res
