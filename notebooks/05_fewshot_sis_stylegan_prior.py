@@ -768,6 +768,16 @@ if all(not r.available for r in fid_scores.values()):
 print("\n".join(lines))
 
 # %% [markdown]
+# **Our reference `cpu` run** (2026-11-29, seed 0, one thread, on a shared 2-core machine at load
+# ≈ 12: 53 min wall, 6 min of CPU time) is *not* this run's output, only a guide to what to expect:
+# 5-shot P beat F on every draw (+5.2 ± 2.2 mIoU points; shown by the 2-sigma rule), 1-shot P beat
+# F on two of three draws (+4.0 ± 5.6; not shown); the ordering S (40.7) > O (32.4) > P (29.4) >
+# F (24.2) > floor (19.8) matches Table 2's SPADE > Ours > pSp; l-mixing at l = 5 left the mIoU
+# unchanged. In the sample figure F ignores the map (nearly one image for every input, like pSp in
+# Fig. 7), P keeps the prior's look and follows the large regions only loosely, S follows the layout
+# but is blurry. FID was unavailable, so the quality half of the paper's claim is untested here.
+
+# %% [markdown]
 # ## 11. What we simplified
 #
 # * **Prior and scale.** A shipped 32-px StyleGAN2 (cpu config, ~197k parameters, trained on
