@@ -345,8 +345,13 @@ class OASISRecipe:
         from nbsyn.data import make_dataset
         from nbsyn.models import oasis
 
+        from nbsyn.models.spade_baseline import build_baseline_discriminator
+
         classes = make_dataset(spec.dataset, 1, spec.image_size, seed=0).num_classes
-        return {"G": oasis.build_generator(OASISRecipe.cfg(spec), classes)}
+        cfg = OASISRecipe.cfg(spec)
+        patch = oasis.VARIANTS[spec.settings["variant"]]["discriminator"] == "patch"
+        D = build_baseline_discriminator(cfg, classes) if patch else oasis.build_discriminator(cfg, classes)
+        return {"G": oasis.build_generator(cfg, classes), "D": D}  # D: the source D that notebook 06 fine-tunes
 
     @staticmethod
     def trainer(spec: Entry, modules, device):
@@ -358,7 +363,7 @@ class OASISRecipe:
 
     @staticmethod
     def shipped(objects) -> dict[str, nn.Module]:
-        return {"G": objects["ema"].module}
+        return {"G": objects["ema"].module, "D": objects["D"]}
 
     @staticmethod
     def finish(spec: Entry, objects) -> None:
