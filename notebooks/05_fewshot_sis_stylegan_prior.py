@@ -214,8 +214,9 @@ print("labels of four pixels:", fs.dense_pseudo_labels(torch.tensor([[[[1.0, 0.0
 # **Which feature map.** The paper takes the 64×64 map, "the layer closest to the output" with that
 # resolution [L112], which is $1/4$ of a 256-px generator and $1/16$ at 1024 px. At 32 px there is no
 # analogue, so we measure. The spec's pilot, with a weakly trained prior, found the 8×8 map best
-# (§10.9); with the shipped prior this sweep favoured 16×16 in our first `cpu` run, which is why the
-# `cpu` preset uses `feat_res = 16` (the table below is this run's). Two measurements of the
+# (§10.9); with the shipped prior this sweep put 16×16 above 8×8 on both measures in our first `cpu`
+# run (32×32 was marginally ahead only against exact truth at 5 shots), which is why the `cpu` preset
+# uses `feat_res = 16` (the table below is this run's). Two measurements of the
 # pseudo-labels, both impossible in the paper:
 #
 # * **(b) exact truth.** The `n_inv` held-out renders are inverted; the pseudo-labels of their

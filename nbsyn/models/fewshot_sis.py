@@ -57,8 +57,9 @@ PRESETS = {
     "cpu": dict(
         _COMMON, seed=0, iterations=600, image_size=32, batch_size=8, dataset="scenes", prior="stylegan2_scenes32",
         # The spec's pilot (a 455-step prior) favoured 8x8 (image_size / 4, the paper's 64 of 256). With the
-        # shipped 12000-step prior the notebook's sweep favours 16x16 on both measures (5-shot pseudo-label mIoU
-        # 0.27 vs 0.22 against exact truth, 0.35 vs 0.25 against the segmenter; first cpu run, 2026-11-29)
+        # shipped 12000-step prior the notebook's sweep (first cpu run, 2026-11-29) put 16x16 above 8x8 on both
+        # measures (5-shot mIoU 0.27 vs 0.22 against exact truth, 0.35 vs 0.25 against the segmenter) and best
+        # against the segmenter at both N_l; 32x32 was marginally higher (0.28) against exact truth at 5 shots
         feat_res=16,
         feat_res_sweep=(8, 16, 32), n_draws=3, invert_steps=300, invert_lr=0.05,
         enc_width=16, enc_middle=2, enc_lr=1e-3, arms=("P", "F", "O", "S"),
