@@ -341,9 +341,9 @@ for k, name in enumerate(TNAMES):
 #    learned. At initialisation CAT's G is exactly source G ∘ A (checked below, and in the tests).
 #
 # The discriminator gets a new random (C_T + 1)-way head [L97], and its first encoder blocks are
-# frozen (FreezeD [L99]; how many is not given: `freeze_d_blocks`). The reference model ships only its
-# generator, so when `ref.D` is missing we train a source D against the frozen source G on source data
-# first (D steps only, `source_d_steps`); this is our addition.
+# frozen (FreezeD [L99]; how many is not given: `freeze_d_blocks`). The reference model ships its
+# discriminator (`ref.D`, trained with it); only when it is missing (an older reference file) do we train
+# a source D against the frozen source G on source data first (D steps only, `source_d_steps`; our addition).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -725,8 +725,9 @@ print(f"notebook time: {(time.time() - t_start) / 60:.1f} min")
 #   diagonal Fréchet distance in the source segmenter's features instead of FID on the target set.
 # * **Evaluation.** mIoU from a small U-Net trained on real autumn images; FID needs Inception
 #   weights that cannot be downloaded here, so realism is only seen in the sample figures.
-# * **Source D.** The shipped reference model has no discriminator; when `ref.D` is missing we train
-#   one against the frozen source G (our addition), which FreezeD then partly freezes.
+# * **Source D.** The shipped reference model's discriminator (trained with its generator); when a
+#   reference file has none we train one against the frozen source G (our addition). FreezeD then
+#   partly freezes it.
 # * **Unspecified choices** ([INFER] in `cat.py`): one shared A for all layers; 3×3 residual convs;
 #   A trained unconstrained; the number of frozen D blocks; stage lengths; a new Adam in stage 2.
 # * **Not built: the PITI (diffusion) variant** (§4). A conditional diffusion model at this size needs
