@@ -297,7 +297,7 @@ class StyleGAN2Recipe:
     def evaluate(spec: Entry, ref: Reference, device) -> dict[str, float]:
         """K-means purity of G's features against a segmenter's labels of the samples, diversity, copying."""
         from nbsyn.metrics import msssim_diversity, nn_distance, segment
-        from nbsyn.metrics.clusters import cluster_purity, majority_share, spherical_kmeans
+        from nbsyn.metrics.clusters import assign_clusters, cluster_purity, majority_share, spherical_kmeans
 
         s = spec.settings
         n, res = s["n_eval"], s["feature_resolution"]
@@ -310,11 +310,11 @@ class StyleGAN2Recipe:
         step = spec.image_size // res
         labels = labels[:, step // 2::step, step // 2::step]  # the label at each feature cell's centre
         vectors = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1])
-        _, assign = spherical_kmeans(vectors, s["kmeans_k"], seed=0)
+        assign = assign_clusters(vectors, spherical_kmeans(vectors, s["kmeans_k"], seed=0))
         classes = int(segmenter.head.out_channels)
         train = _data(spec, 512, spec.seed).images
         return {
-            "kmeans_purity": cluster_purity(assign, labels.flatten(), s["kmeans_k"], classes),
+            "kmeans_purity": cluster_purity(assign, labels.flatten(), s["kmeans_k"], classes)[0],
             "majority_baseline": majority_share(labels, classes),
             "msssim_diversity": msssim_diversity(images[:32]).value,
             "nn_rmse_train": nn_distance(images[:64], train).value,

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nbsyn.metrics.clusters import cluster_purity, spherical_kmeans  # noqa: F401 (used by notebook 07)
 from nbsyn.models import stylegan2 as sg
 
 # ---------------------------------------------------------------------------------------------
@@ -202,41 +203,6 @@ def resume(synthesis: sg.SynthesisNetwork, x: torch.Tensor, img_up: torch.Tensor
 # ---------------------------------------------------------------------------------------------
 # Proxy masks: K-means on G1 features [L42, L82]
 # ---------------------------------------------------------------------------------------------
-def spherical_kmeans(X: torch.Tensor, K: int, iters: int = 30, seed: int = 0, spherical: bool = True) -> torch.Tensor:
-    """Centroids (K, C) of the rows of X (N, C): k-means++ initialisation, then Lloyd iterations.
-
-    Spherical: rows and centroids are L2-normalised and the similarity is the cosine (Collins et al.);
-    otherwise plain Euclidean K-means. An empty cluster is re-seeded at the worst-fitted point.
-    """
-    if X.dim() != 2 or X.shape[0] < K:
-        raise ValueError(f"need X of shape (N >= K={K}, C), got {tuple(X.shape)}")
-    gen = torch.Generator().manual_seed(seed)
-    X = X.detach().float().cpu()
-    if spherical:
-        X = F.normalize(X, dim=1)
-
-    def dist(C):  # (N, K) squared distances (for unit vectors 2 - 2 cos)
-        return (X.pow(2).sum(1, keepdim=True) - 2 * X @ C.t() + C.pow(2).sum(1)[None]).clamp(min=0)
-
-    C = X[torch.randint(X.shape[0], (1,), generator=gen)]
-    for _ in range(1, K):  # k-means++: next centre with probability proportional to D(x)^2
-        d = dist(C).min(1).values
-        p = d / d.sum() if d.sum() > 0 else torch.full_like(d, 1.0 / len(d))
-        C = torch.cat([C, X[torch.multinomial(p, 1, generator=gen)]])
-    for _ in range(iters):
-        d = dist(C)
-        assign = d.argmin(1)
-        new = torch.zeros_like(C).index_add_(0, assign, X)
-        counts = torch.bincount(assign, minlength=K)
-        for k in torch.nonzero(counts == 0).flatten().tolist():  # re-seed an empty cluster
-            worst = d.gather(1, assign[:, None]).squeeze(1).argmax()
-            new[k], counts[k] = X[worst], 1
-        C = new / counts[:, None].clamp(min=1)
-        if spherical:
-            C = F.normalize(C, dim=1)
-    return C
-
-
 class ProxyMasks(nn.Module):
     """Frozen centroids mu_k (K, C). ``assign(F)`` -> (B, H, W) proxy mask; ``logits(F, tau)`` -> (B, K, H, W)."""
 
@@ -292,14 +258,6 @@ def majority_pool(labels: torch.Tensor, size: int, num_classes: int) -> torch.Te
     """(B, H, W) labels -> (B, size, size) by the most frequent class in each cell."""
     oh = F.one_hot(labels, num_classes).permute(0, 3, 1, 2).float()
     return F.adaptive_avg_pool2d(oh, size).argmax(1)
-
-
-def cluster_purity(masks: torch.Tensor, labels: torch.Tensor, K: int, num_classes: int):
-    """Purity of proxy masks (B, h, w) against true labels (B, h, w): the fraction of pixels whose
-    cluster's majority class is their class. Returns (purity, majority class per cluster (K,), counts (K, C))."""
-    counts = torch.bincount(masks.flatten() * num_classes + labels.flatten(),
-                            minlength=K * num_classes).view(K, num_classes)
-    return float(counts.max(1).values.sum() / counts.sum()), counts.argmax(1), counts
 
 
 # ---------------------------------------------------------------------------------------------
