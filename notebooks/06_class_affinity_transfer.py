@@ -548,15 +548,14 @@ plt.show()
 # cell below reads this run's numbers and says which of these orderings hold and whether the seed
 # ranges separate.
 #
-# *For reference, one `cpu` run (2026-11-29, before `oasis_scenes64` was shipped, so on the 200-step
-# stand-in source; 2 threads on a machine at load 11-14: 58 min)* gave training-free mIoU 0.279 (vote)
-# vs 0.172 (random A) vs 0.302 (oracle A), and after 60 steps, over seeds 0 and 1: CAT (vote A) 0.367
-# [0.349, 0.384], CAT (text A) 0.477 [0.470, 0.484], random A 0.196 [0.187, 0.206], from scratch
-# 0.077 [0.074, 0.080]; every ordering held with separated seed ranges. The text A (7/7 correct)
-# beat the vote (6/7: the segmentation estimator's "forest → mountain" won the tie-break), the case
-# §10.7 warns about: two voters can outvote the right answer, and here a three-way split went to the
-# estimator whose samples looked closest to the shots. Unlike the paper, where after fine-tuning the
-# random A nearly catches up (30.0 vs 31.4), at 60 steps it is far behind. Your run's numbers are below.
+# *For reference, the committed `cpu` run (`notebooks/reference/06_class_affinity_transfer.json`: the
+# shipped `oasis_scenes64` source, 2 threads, 8 min on a machine at load ~10)* gave training-free mIoU
+# 0.674 (vote A) vs 0.158 (random A) vs 0.694 (oracle A), and after 60 steps, over seeds 0 and 1:
+# CAT (vote A) 0.738 [0.727, 0.749], CAT (text A) 0.858 [0.846, 0.870], random A 0.314 [0.275, 0.353],
+# from scratch 0.077 [0.074, 0.080]; every ordering of the paper held, with separated seed ranges. The
+# text A (7 of 7 classes mapped right) beat the vote (6 of 7), the case §10.7 warns about: two voters
+# can outvote the right answer. Unlike the paper, where after fine-tuning the random A nearly catches
+# up (30.0 vs 31.4), at 60 steps it is far behind. Your run's numbers are below.
 
 # %%
 def compare(a, b, key="miou"):
