@@ -820,6 +820,8 @@ record_results(out_dir, "01_oasis", cfg, rows, complete=not incomplete, device=d
 # * **Baseline.** The SPADE-style discriminator follows NVlabs/SPADE (two PatchGANs with spectral and
 #   instance norm, hinge loss; feature matching with λ=10 in the "+ FM" variant). No VGG loss: its
 #   ImageNet weights are not available offline. The generator is OASIS's in all variants (no VAE encoder).
+#   All variants share OASIS's optimiser, Adam with β = (0, 0.999) [L1121], so that only the discriminator
+#   differs; NVlabs/SPADE trains its own models with β = (0, 0.9), which we do not use.
 # * **Training-time augmentation.** None, as the thesis says for OASIS [L2252]. The official code flips
 #   and crops (286 → 256).
 # * **Where paper and code differ** we follow the paper and expose the code's choice: the class-weight
