@@ -26,6 +26,18 @@ def paint_disc(labels: torch.Tensor, cy: float, cx: float, radius: float, cls: i
     return out
 
 
+def paste_shifted(base: torch.Tensor, region: torch.Tensor, cls: int, dy: int, dx: int) -> torch.Tensor:
+    """Write class ``cls`` into ``base`` (H, W) at the pixels of ``region`` (bool) moved by (dy, dx), in
+    place, and return it; pixels moved off the map are dropped. Moving a region = fill its old footprint
+    (each notebook has its own rule) and paste it shifted."""
+    h, w = base.shape
+    ys, xs = torch.nonzero(region, as_tuple=True)
+    ys, xs = ys + dy, xs + dx
+    keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    base[ys[keep], xs[keep]] = cls
+    return base
+
+
 def paint_stroke(labels: torch.Tensor, points: Sequence[tuple[float, float]], radius: float, cls: int) -> torch.Tensor:
     """Paint discs along a polyline of (y, x) points, interpolated so fast strokes leave no gaps."""
     out = labels

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nbsyn.models import oasis as O
-from nbsyn.nn.spade import SPADE, resize_nearest, upsample2x
+from nbsyn.nn.spade import SPADE, resize_nearest
 
 # ---------------------------------------------------------------------------------------------
 # Presets (§11). The source model is the shipped reference OASIS (nbsyn.pretrained); small presets
@@ -226,7 +226,6 @@ class CATGenerator(nn.Module):
             raise ValueError(f"expected a one-hot target map (B, {self.num_classes}, H, W), got {tuple(onehot_target.shape)}")
         b, _, h, w = onehot_target.shape
         g = self.G
-        start = g.start_size((h, w))
         soft = apply_affinity(onehot_target, self.A)  # the noise is not passed through A (§1)
         if noise is None:
             noise = O.sample_noise(b, self.z_dim, (h, w), device=onehot_target.device)
@@ -234,14 +233,7 @@ class CATGenerator(nn.Module):
             noise = noise[:, :, None, None].expand(b, self.z_dim, h, w)
         seg = torch.cat([noise.to(soft.dtype), soft], dim=1)  # what the source G reads
         cond = torch.cat([seg, onehot_target], dim=1)  # + the target map for the residual branches
-        x = g.first_conv(resize_nearest(seg, start))
-        if g.extra_block is not None:
-            x = g.extra_block(x, cond)
-        for i, block in enumerate(g.blocks):
-            x = block(x, cond)
-            if i < len(g.blocks) - 1:
-                x = upsample2x(x)
-        return torch.tanh(g.to_rgb(F.leaky_relu(x, 0.2)))
+        return g.synthesize(seg, cond)
 
 
 def cat_extra_parameters(source_G: O.OASISGenerator, num_target: int, residual_kernel: int = 3) -> dict[str, int]:

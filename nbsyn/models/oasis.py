@@ -227,7 +227,6 @@ class OASISGenerator(nn.Module):
             raise ValueError(f"expected a one-hot label map of shape (B, {self.num_classes}, H, W), "
                              f"got {tuple(labels_onehot.shape)}")
         b, _, h, w = labels_onehot.shape
-        start = self.start_size((h, w))
         if self.z_dim:
             if noise is None:
                 noise = sample_noise(b, self.z_dim, (h, w), device=labels_onehot.device)
@@ -238,11 +237,16 @@ class OASISGenerator(nn.Module):
             seg = torch.cat([noise.to(labels_onehot.dtype), labels_onehot], dim=1)  # noise first, as in the code
         else:
             seg = labels_onehot
-        x = self.first_conv(resize_nearest(seg, start))
+        return self.synthesize(seg, seg)
+
+    def synthesize(self, seg: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """The decoder: ``seg`` (noise + labels) enters at the start size, ``cond`` modulates every SPADE
+        layer (OASIS: the same tensor; CAT, notebook 06, adds the target map to ``cond``)."""
+        x = self.first_conv(resize_nearest(seg, self.start_size(seg.shape[-2:])))
         if self.extra_block is not None:
-            x = self.extra_block(x, seg)
+            x = self.extra_block(x, cond)
         for i, block in enumerate(self.blocks):
-            x = block(x, seg)
+            x = block(x, cond)
             if i < len(self.blocks) - 1:
                 x = upsample2x(x)
         return torch.tanh(self.to_rgb(F.leaky_relu(x, 0.2)))

@@ -29,6 +29,7 @@ from torch.nn.utils.parametrizations import spectral_norm
 from nbsyn.losses import d_loss as adv_d_loss
 from nbsyn.losses import g_loss as adv_g_loss
 from nbsyn.models.oasis import count_parameters, one_hot, set_requires_grad
+from nbsyn.widgets import paste_shifted
 
 VARIANTS = ("paper", "official")
 DESCRIPTORS = ("pixel",)
@@ -874,13 +875,7 @@ def move_region(labels: torch.Tensor, region: torch.Tensor, dy: int, dx: int) ->
     """Move the pixels of ``region`` (bool) by (dy, dx); the old footprint is filled from its surroundings;
     pixels that leave the image are dropped."""
     cls = _region_class(labels, region)
-    base = fill_vacated(labels, region)
-    h, w = labels.shape
-    ys, xs = torch.nonzero(region, as_tuple=True)
-    ny, nx = ys + dy, xs + dx
-    keep = (ny >= 0) & (ny < h) & (nx >= 0) & (nx < w)
-    base[ny[keep], nx[keep]] = cls
-    return base
+    return paste_shifted(fill_vacated(labels, region), region, cls, dy, dx)
 
 
 def scale_region(labels: torch.Tensor, region: torch.Tensor, factor: float) -> torch.Tensor:

@@ -34,6 +34,7 @@ from torch import nn
 
 from nbsyn.metrics.clusters import cluster_purity, spherical_kmeans  # noqa: F401 (used by notebook 07)
 from nbsyn.models import stylegan2 as sg
+from nbsyn.widgets import paste_shifted
 
 # ---------------------------------------------------------------------------------------------
 # Presets (spec 12.8). Every preset loads a shipped, pre-trained StyleGAN2; none trains it.
@@ -633,12 +634,7 @@ def move_region(labels: torch.Tensor, cls: int, dy: int, dx: int, fill: int | No
             if (~region).any() else cls
     out = labels.clone()
     out[region] = fill
-    h, w = labels.shape
-    ys, xs = torch.nonzero(region, as_tuple=True)
-    ys, xs = ys + dy, xs + dx
-    keep = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
-    out[ys[keep], xs[keep]] = cls
-    return out
+    return paste_shifted(out, region, cls, dy, dx)
 
 
 def cluster_palette(K: int, seed: int = 3) -> list[tuple[int, int, int]]:
