@@ -228,3 +228,11 @@ def render_autumn(seed: int, index: int, size: int) -> tuple[torch.Tensor, torch
 RENDERERS = {"scenes": (render_scene, SCENE_CLASSES, SCENE_COLOURS),
              "faces": (render_face, FACE_CLASSES, FACE_COLOURS),
              "autumn": (render_autumn, AUTUMN_CLASSES, AUTUMN_COLOURS)}
+
+
+def _register_streets():
+    from nbsyn.data.streets import STREET_CLASSES, STREET_PALETTE, render_street  # imports this module
+    RENDERERS["streets"] = (render_street, STREET_CLASSES, STREET_PALETTE)
+
+
+_register_streets()

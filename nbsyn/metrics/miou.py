@@ -40,3 +40,21 @@ def miou_and_accuracy(pred: torch.Tensor, target: torch.Tensor, num_classes: int
                       ignore_index: int = IGNORE_INDEX) -> dict:
     """{'miou', 'accuracy', 'per_class_iou'} for predicted vs. true label maps."""
     return scores_from_confusion(confusion_matrix(pred, target, num_classes, ignore_index))
+
+
+def rare_classes(labels: torch.Tensor, num_classes: int, fraction: float = 1 / 3) -> list[int]:
+    """The ``fraction`` of classes with the smallest pixel share in ``labels`` (rarest first).
+
+    Issue 17's "rare classes": the bottom third by pixel frequency, as in long-tailed benchmarks.
+    Classes that never occur count as rarest; ignored pixels are not counted.
+    """
+    keep = labels[labels != IGNORE_INDEX].long()
+    share = torch.bincount(keep, minlength=num_classes)[:num_classes].double()
+    count = max(1, int(num_classes * fraction))
+    return share.argsort(stable=True)[:count].tolist()
+
+
+def mean_iou_over(per_class_iou, classes) -> float:
+    """Mean IoU over ``classes``, skipping those whose IoU is undefined (absent from target and prediction)."""
+    values = [per_class_iou[c] for c in classes if per_class_iou[c] == per_class_iou[c]]  # drop NaN
+    return float(sum(values) / len(values)) if values else float("nan")
