@@ -72,8 +72,9 @@ def show_labels(labels: torch.Tensor, class_names: Sequence[str], palette: Seque
         labels = labels[None]
     fig = show_images(colorize(labels, palette), nrow, title, ax, scale)
     ax = fig.axes[-1]
-    ax.legend(handles=legend_handles(class_names, palette, labels.unique()), loc="upper left",
-              bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    handles = legend_handles(class_names, palette, labels.unique())
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False,
+              ncol=1 + (len(handles) - 1) // 10)  # columns of at most 10 entries (23 street classes: 3)
     return fig
 
 

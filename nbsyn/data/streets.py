@@ -36,7 +36,7 @@ STREET_CLASSES = ("sky", "cloud", "building", "window", "door", "roof", "wall", 
                   "car", "truck", "bus", "bench", "bollard")
 # label-map display colours (Cityscapes-like; these are NOT the rendered colours)
 STREET_PALETTE = ((70, 130, 180), (220, 220, 240), (70, 70, 70), (0, 200, 255), (150, 60, 0), (160, 30, 60),
-                  (102, 102, 156), (190, 153, 153), (244, 35, 232), (128, 64, 128), (255, 255, 255),
+                  (102, 102, 156), (190, 153, 153), (244, 35, 232), (128, 64, 128), (250, 250, 140),
                   (152, 251, 152), (0, 120, 60), (107, 142, 35), (153, 153, 153), (220, 220, 0), (250, 170, 30),
                   (220, 20, 60), (0, 0, 142), (0, 0, 70), (0, 60, 100), (255, 128, 0), (255, 0, 255))
 CLASS = {name: i for i, name in enumerate(STREET_CLASSES)}
