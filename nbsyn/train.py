@@ -132,7 +132,13 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | os.PathLike, objects: Mapping[str, Any], history: History) -> None:
-    """Write atomically (temp file + rename) so that an interrupted save never loses the old one."""
+    """Write atomically (temp file + rename) so that an interrupted save never loses the old one.
+
+    In a data-parallel run (``nbsyn.distributed``) only rank 0 writes; the other processes skip."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {

@@ -44,12 +44,14 @@ _COMMON = dict(
     norm="batch",  # param-free norm inside SPADE: [CODE] sync batch norm
     lambda_fm=10.0,  # baseline only: feature matching weight ([CODE] NVlabs/SPADE lambda_feat)
     num_d=2,  # baseline only: two PatchGAN discriminators at two scales (L1050)
+    amp=False,  # mixed precision (nbsyn.amp): True in gpu / paper (bf16, or fp16 + GradScaler on old GPUs)
 )
 
 PRESETS = {
     # every cell in well under a minute on one thread
     "smoke": dict(
         _COMMON, seed=0, iterations=6, image_size=32, batch_size=4, dataset="scenes", time_budget_s=None,
+        hard_dataset="streets",
         aspect=1, n_train=32, n_test=8, num_res_blocks=3, channels_g=8, channels_d=8, spade_hidden=16,
         n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0,
         n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3, reference_n_test=8,
@@ -58,6 +60,7 @@ PRESETS = {
     # from the shipped reference models (nbsyn.pretrained: oasis_scenes64, spade_scenes64)
     "cpu": dict(
         _COMMON, seed=0, iterations=300, image_size=32, batch_size=8, dataset="scenes", time_budget_s=None,
+        hard_dataset="streets",  # section 9b: OASIS vs SPADE+ D on the harder dataset too (issue 17)
         aspect=1, n_train=400, n_test=64, num_res_blocks=3, channels_g=16, channels_d=16, spade_hidden=32,
         n_layers_d=3, ndf=32, lambda_labelmix=5.0,
         ema_decay=0.98,  # 0.9999 averages over ~10k steps; a cpu run has a few hundred
@@ -67,14 +70,18 @@ PRESETS = {
     ),
     # about an hour on one GPU
     "gpu": dict(
-        _COMMON, seed=0, iterations=20000, image_size=128, batch_size=16, dataset="scenes", time_budget_s=None,
+        _COMMON, amp=True, seed=0, iterations=20000, image_size=128, batch_size=16, dataset="scenes",
+        time_budget_s=None,
+        hard_dataset="streets",
         aspect=1, n_train=4000, n_test=200, num_res_blocks=5, channels_g=32, channels_d=32, spade_hidden=64,
         n_layers_d=4, ndf=64, lambda_labelmix=5.0, ema_decay=0.999, bn_batches=50, checkpoint_every=2000,
         n_seeds=3, segmenter_steps=3000, diversity_maps=50, diversity_samples=20, reference_n_test=200,
     ),
     # the thesis setting on ADE20K (L1112-1121); other datasets: paper_settings(name)
     "paper": dict(
-        _COMMON, seed=42, iterations=126_200, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
+        _COMMON, amp=True, seed=42, iterations=126_200, image_size=256, batch_size=32, dataset="ade20k",
+        time_budget_s=None,
+        hard_dataset=None,  # ADE20K / Cityscapes / COCO-Stuff are the hard setting themselves
         aspect=1,  # width / height (2 for Cityscapes, 256 x 512)
         n_train=None, n_test=None,  # the whole train / validation split (20,210 / 2,000 images)
         num_res_blocks=6, channels_g=64, channels_d=64, spade_hidden=128,  # [CODE] widths
@@ -461,47 +468,69 @@ def set_requires_grad(module: nn.Module, flag: bool) -> None:
 def make_train_step(G: OASISGenerator, D: OASISDiscriminator, opt_g: torch.optim.Optimizer,
                     opt_d: torch.optim.Optimizer, sample_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
                     *, lambda_labelmix: float = 5.0, balance: str = "paper", dontcare: int | None = None,
-                    ema=None, noise_generator: torch.Generator | None = None) -> Callable[[int], dict]:
+                    ema=None, noise_generator: torch.Generator | None = None,
+                    precision=None, shard: slice | None = None) -> Callable[[int], dict]:
     """One OASIS iteration as in the official code: G step, D step (1:1), then the EMA update.
 
     ``sample_batch()`` returns (images in [-1, 1] (B, 3, H, W), labels (B, H, W) long).
-    ``lambda_labelmix=0`` trains OASIS without LabelMix.
+    ``lambda_labelmix=0`` trains OASIS without LabelMix. ``precision`` (``nbsyn.amp.Precision``) runs
+    the forward passes under autocast and scales the losses in fp16; None = fp32.
+
+    Data parallel (``nbsyn.distributed``): G and D may be DistributedDataParallel wrappers and
+    ``shard`` this process's slice of the global batch that ``sample_batch()`` returns on every
+    process. The class weights, LabelMix coins and noise are drawn for the global batch (so one step
+    equals a single-process step on it); the forward / backward passes see only the slice.
     """
-    num_classes = G.num_classes
+    from nbsyn.amp import Precision
+    from nbsyn.distributed import unwrap
+
+    G_raw, D_raw = unwrap(G), unwrap(D)  # the G step back-propagates through D without syncing D
+    num_classes, z_dim = G_raw.num_classes, G_raw.z_dim
+    prec = precision or Precision(False)
+    part = shard or slice(None)
+
+    def noise(batch: int, size, device) -> torch.Tensor:
+        z = torch.randn(batch, z_dim, generator=noise_generator, device=device)[part]  # as sample_noise
+        return z[:, :, None, None].expand(z.shape[0], z_dim, *size).contiguous()
 
     def step(_: int) -> dict[str, float]:
-        real, labels = sample_batch()
+        real_all, labels_all = sample_batch()
+        alpha = class_weights(labels_all, num_classes, balance, dontcare)  # Eq. 4.3, per (global) batch
+        real, labels = real_all[part], labels_all[part]
         onehot = one_hot(labels, num_classes)
-        alpha = class_weights(labels, num_classes, balance, dontcare)  # Eq. 4.3, per batch
-        b, _, h, w = real.shape
+        batch, (b, _, h, w) = real_all.shape[0], real.shape
 
         # G step: Eq. 4.5, the generator's only loss
-        set_requires_grad(D, False)
-        fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
-        loss_g = g_loss(D(fake), labels, alpha)
+        set_requires_grad(D_raw, False)
+        with prec.autocast():
+            fake = G(onehot, noise(batch, (h, w), real.device))
+            loss_g = g_loss(D_raw(fake).float(), labels, alpha)
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
-        set_requires_grad(D, True)
+        prec.backward(loss_g)
+        prec.step(opt_g)
+        set_requires_grad(D_raw, True)
 
         # D step: Eq. 4.2 (+ lambda_LM * Eq. 4.4), with a new fake made without gradients to G
-        with torch.no_grad():
-            fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
-        batch = [fake, real]
+        with torch.no_grad(), prec.autocast():
+            fake = G(onehot, noise(batch, (h, w), real.device))
+        fake = fake.to(real.dtype)
+        inputs = [fake, real]
         if lambda_labelmix > 0:
-            mask = labelmix_mask(labels, noise_generator)
-            batch.append(labelmix(real, fake, mask))
-        logits = D(torch.cat(batch)).split(b)  # one forward pass over fake, real (and mixed)
+            mask = labelmix_mask(labels_all, noise_generator)[part]  # coins per class of the global batch
+            inputs.append(labelmix(real, fake, mask))
+        with prec.autocast():
+            logits = D(torch.cat(inputs)).float().split(b)  # one forward pass over fake, real (and mixed)
         loss_d, parts = d_loss(logits[1], logits[0], labels, alpha)
         if lambda_labelmix > 0:
             loss_lm = labelmix_loss(logits[2], logits[1], logits[0], mask)
             loss_d = loss_d + lambda_labelmix * loss_lm
             parts["labelmix"] = loss_lm.item()
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        prec.backward(loss_d)
+        prec.step(opt_d)
+        prec.update()
         if ema is not None:
-            ema.update(G)
+            ema.update(G_raw)
         return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), **parts}
 
     return step
@@ -555,7 +584,7 @@ def recalibrate_ema(run: Run, dataset, cfg, num_classes: int, seed: int = 0) -> 
 
 
 def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu",
-                  ckpt_path=None, progress: bool = True) -> Run:
+                  ckpt_path=None, progress: bool = True, distributed: bool = False) -> Run:
     """Train one variant of ``VARIANTS`` from scratch for ``cfg["iterations"]`` steps.
 
     "OASIS": N+1 segmentation D + LabelMix; "OASIS w/o LabelMix": lambda_LM = 0; "SPADE+ D":
@@ -563,18 +592,29 @@ def train_variant(cfg, variant: str, train_set, seed: int, *, dontcare: int | No
     "SPADE D + FM": the same plus feature matching (lambda_FM from ``cfg``, 10 in NVlabs/SPADE). Same
     generator, optimiser, EMA, data order and number of steps for all. ``cfg["time_budget_s"]`` is
     only a guard against a stuck run: a run it cuts has ``history.stopped_by_budget`` set.
+    ``distributed=True``: data-parallel over the process group (``python -m nbsyn.launch``); only rank 0
+    writes the checkpoint.
     """
     from nbsyn.train import fit
 
-    step, objects = variant_trainer(cfg, variant, train_set, seed, dontcare=dontcare, device=device)
+    step, objects = variant_trainer(cfg, variant, train_set, seed, dontcare=dontcare, device=device,
+                                    distributed=distributed)
     history = fit(step, cfg["iterations"], objects, ckpt_path=ckpt_path, ckpt_every=cfg["checkpoint_every"],
                   time_budget_s=cfg["time_budget_s"], desc=f"{variant}, seed {seed}", progress=progress)
     return Run(variant, seed, objects["G"], objects["D"], objects["ema"], history)
 
 
-def variant_trainer(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu"):
+def variant_trainer(cfg, variant: str, train_set, seed: int, *, dontcare: int | None = None, device="cpu",
+                    distributed: bool = False):
     """The step function of one variant and the objects ``nbsyn.train.fit`` checkpoints
-    (G, D, optimisers, EMA and the batch stream), built from scratch with ``seed``."""
+    (G, D, optimisers, EMA and the batch stream), built from scratch with ``seed``.
+
+    ``distributed=True`` (OASIS variants, inside an initialised process group): G's batch norms become
+    synchronised batch norm (as in the official code), G and D are wrapped in DistributedDataParallel
+    and every process trains on its slice of the same global batch (``cfg["batch_size"]``); the
+    checkpointed objects are the unwrapped modules, so a checkpoint resumes in a single process."""
+    from nbsyn import distributed as dist
+    from nbsyn.amp import Precision
     from nbsyn.models.spade_baseline import build_baseline_discriminator, make_baseline_step
     from nbsyn.train import EMA
 
@@ -582,8 +622,12 @@ def variant_trainer(cfg, variant: str, train_set, seed: int, *, dontcare: int | 
         raise ValueError(f"unknown variant {variant!r}; choose one of {list(VARIANTS)}")
     setup = VARIANTS[variant]
     num_classes = train_set.num_classes
+    if distributed and setup["discriminator"] == "patch":
+        raise ValueError("distributed training is implemented for the OASIS variants, not the SPADE-style D")
     torch.manual_seed(seed)
     G = build_generator(cfg, num_classes).to(device)
+    if distributed:
+        dist.convert_sync_batchnorm(G)  # [CODE] the official G uses synchronised batch norm
     if setup["discriminator"] == "patch":
         D = build_baseline_discriminator(cfg, num_classes).to(device)
     else:
@@ -598,11 +642,18 @@ def variant_trainer(cfg, variant: str, train_set, seed: int, *, dontcare: int | 
         images, labels = next(batches)
         return images.to(device), labels.to(device)
 
+    prec = Precision(cfg.get("amp", False), device)
     if setup["discriminator"] == "patch":
         lambda_fm = cfg["lambda_fm"] if setup["feature_matching"] else 0.0
-        step = make_baseline_step(G, D, opt_g, opt_d, sample_batch, lambda_fm=lambda_fm, ema=ema)
+        step = make_baseline_step(G, D, opt_g, opt_d, sample_batch, lambda_fm=lambda_fm, ema=ema, precision=prec)
     else:
         lam = cfg["lambda_labelmix"] if setup["labelmix"] else 0.0
-        step = make_train_step(G, D, opt_g, opt_d, sample_batch, lambda_labelmix=lam, balance=cfg["balance"],
-                               dontcare=dontcare, ema=ema)
-    return step, {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema, "batches": batches}
+        G_run, D_run = (dist.wrap(G, torch.device(device)), dist.wrap(D, torch.device(device))) if distributed \
+            else (G, D)
+        step = make_train_step(G_run, D_run, opt_g, opt_d, sample_batch, lambda_labelmix=lam,
+                               balance=cfg["balance"], dontcare=dontcare, ema=ema, precision=prec,
+                               shard=dist.shard(cfg["batch_size"]) if distributed else None)
+    objects = {"G": G, "D": D, "opt_g": opt_g, "opt_d": opt_d, "ema": ema, "batches": batches}
+    if prec.scaler is not None:  # fp16: the loss scale resumes with the run
+        objects["amp"] = prec
+    return step, objects

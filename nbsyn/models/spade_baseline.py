@@ -98,9 +98,14 @@ def feature_matching_loss(out_real: list[list[torch.Tensor]], out_fake: list[lis
 def make_baseline_step(G: nn.Module, D: MultiScaleDiscriminator, opt_g: torch.optim.Optimizer,
                        opt_d: torch.optim.Optimizer, sample_batch: Callable[[], tuple[torch.Tensor, torch.Tensor]],
                        *, lambda_fm: float = 10.0, ema=None,
-                       noise_generator: torch.Generator | None = None) -> Callable[[int], dict]:
-    """One iteration of the same generator against the SPADE-style D: G step, D step, EMA."""
+                       noise_generator: torch.Generator | None = None, precision=None) -> Callable[[int], dict]:
+    """One iteration of the same generator against the SPADE-style D: G step, D step, EMA.
+
+    ``precision`` (``nbsyn.amp.Precision``): autocast + fp16 loss scaling; None = fp32."""
+    from nbsyn.amp import Precision
+
     num_classes = D.num_classes
+    prec = precision or Precision(False)
 
     def step(_: int) -> dict[str, float]:
         real, labels = sample_batch()
@@ -108,29 +113,32 @@ def make_baseline_step(G: nn.Module, D: MultiScaleDiscriminator, opt_g: torch.op
         b, _, h, w = real.shape
 
         set_requires_grad(D, False)
-        fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
-        out_fake = D(fake, onehot)
-        adv = hinge_g_loss(out_fake)
-        fm = torch.zeros(())
-        if lambda_fm > 0:  # features of the real image with the same label map (paired supervision)
-            with torch.no_grad():
-                out_real = D(real, onehot)
-            fm = feature_matching_loss(out_real, out_fake)
+        with prec.autocast():
+            fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
+            out_fake = D(fake, onehot)
+            adv = hinge_g_loss(out_fake).float()
+            fm = torch.zeros(())
+            if lambda_fm > 0:  # features of the real image with the same label map (paired supervision)
+                with torch.no_grad():
+                    out_real = D(real, onehot)
+                fm = feature_matching_loss(out_real, out_fake).float()
         loss_g = adv + lambda_fm * fm  # Eq. 4.1 without the VGG term
         opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        opt_g.step()
+        prec.backward(loss_g)
+        prec.step(opt_g)
         set_requires_grad(D, True)
 
-        with torch.no_grad():
+        with torch.no_grad(), prec.autocast():
             fake = G(onehot, sample_noise(b, G.z_dim, (h, w), noise_generator, real.device))
-        outs = D(torch.cat([real, fake]), torch.cat([onehot, onehot]))
-        out_real = [[t[:b] for t in scale] for scale in outs]
-        out_fake = [[t[b:] for t in scale] for scale in outs]
-        loss_d = hinge_d_loss(out_real, out_fake)
+        with prec.autocast():
+            outs = D(torch.cat([real, fake.to(real.dtype)]), torch.cat([onehot, onehot]))
+            out_real = [[t[:b] for t in scale] for scale in outs]
+            out_fake = [[t[b:] for t in scale] for scale in outs]
+            loss_d = hinge_d_loss(out_real, out_fake).float()
         opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
-        opt_d.step()
+        prec.backward(loss_d)
+        prec.step(opt_d)
+        prec.update()
         if ema is not None:
             ema.update(G)
         return {"loss_g": loss_g.item(), "loss_d": loss_d.item(), "g_adv": adv.item(), "g_fm": fm.item()}
