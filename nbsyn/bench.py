@@ -10,7 +10,8 @@ SemIA: N x N). Weights are random: the time of a step does not depend on them. E
 runs in its own subprocess. Peak memory is what the training steps add on top of the built models
 (activations, gradients, optimiser states): on CUDA ``max_memory_allocated`` minus the allocation
 before the first step, on the CPU the peak resident set (VmHWM, reset before the first step) minus
-the resident set before it (includes allocator slack). The step time is the median over ``--steps`` timed steps after ``--warmup`` untimed ones.
+the resident set before it (includes allocator slack). The step time is the median over
+``--steps`` timed steps after ``--warmup`` untimed ones.
 ``--amp`` bf16 runs each step under bf16 autocast (``nbsyn.amp.autocast_step``); fp16 (CUDA) is only
 offered for OASIS / SPADE, whose step does gradient scaling. This is a script, not a test: the test
 only checks that it runs at a tiny size.
@@ -60,7 +61,8 @@ def _dcgan(size, device, batch, prec):
     g = toy.DCGANGenerator(cfg["z_dim"], cfg["width"], cfg["image_size"]).to(device)
     d = toy.DCGANDiscriminator(cfg["width"], cfg["image_size"]).to(device)
     betas = (cfg["beta1"], 0.999)
-    opt_g, opt_d = torch.optim.Adam(g.parameters(), cfg["lr"], betas=betas), torch.optim.Adam(d.parameters(), cfg["lr"], betas=betas)
+    opt_g = torch.optim.Adam(g.parameters(), cfg["lr"], betas=betas)
+    opt_d = torch.optim.Adam(d.parameters(), cfg["lr"], betas=betas)
     gen = torch.Generator().manual_seed(0)
     real = torch.rand(b, 3, cfg["image_size"], cfg["image_size"], generator=gen).to(device) * 2 - 1
 

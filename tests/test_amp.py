@@ -61,8 +61,9 @@ def test_amp_setting_and_presets():
         p = Precision(False)
         p.mode = "fp16"
         autocast_step(lambda i: {}, p)
-    amp = {name: presets.resolve("01_oasis", name)["amp"] for name in presets.PRESET_NAMES}
-    assert amp == {"smoke": False, "cpu": False, "gpu": True, "paper": True}
+    for notebook in ("01_oasis", "06_class_affinity_transfer"):
+        amp = {name: presets.resolve(notebook, name)["amp"] for name in presets.PRESET_NAMES}
+        assert amp == {"smoke": False, "cpu": False, "gpu": True, "paper": True}, notebook
 
 
 def test_fp32_precision_changes_nothing():

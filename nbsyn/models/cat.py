@@ -55,6 +55,7 @@ _COMMON = dict(
     random_a="uniform",  # §2.6: U(0, 1) entries, rows normalised to sum to 1
     tie_break="auto",  # L87: the estimator with the lowest training-free distance on the shots
     balance="paper", lambda_labelmix=5.0,  # the OASIS losses, unchanged (L99)
+    amp=False,  # mixed precision of the fine-tuning steps (nbsyn.amp); True in gpu / paper
 )
 
 PRESETS = {
@@ -77,7 +78,8 @@ PRESETS = {
     ),
     # about an hour on one GPU
     "gpu": dict(
-        _COMMON, seed=0, iterations=2000, image_size=64, batch_size=8, dataset="autumn", time_budget_s=None,
+        _COMMON, amp=True, seed=0, iterations=2000, image_size=64, batch_size=8, dataset="autumn",
+        time_budget_s=None,
         source_model="oasis_scenes64", source_dataset="scenes", n_source=2000, n_pool=1000, n_shots=16,
         n_test=200, n_eval_train=2000, stage1_steps=700, eval_every=250, freeze_d_blocks=1, ema_decay=0.999,
         bn_batches=20, text_encoder="auto", ssl_features="appearance", patch=8, n_seeds=3, source_d_steps=1000,
@@ -87,7 +89,8 @@ PRESETS = {
     # the paper's setting (COCO-Stuff -> ADE20K, M = 100 shots, 256 px); see PAPER_PAIRS for the others
     "paper": dict(
         # fine-tuning length and stage split are not given (§3.4, §9): [INFER] 20k steps, 1/3 in stage 1
-        _COMMON, seed=0, iterations=20_000, image_size=256, batch_size=32, dataset="ade20k", time_budget_s=None,
+        _COMMON, amp=True, seed=0, iterations=20_000, image_size=256, batch_size=32, dataset="ade20k",
+        time_budget_s=None,
         source_model="oasis_cocostuff256", source_dataset="cocostuff", n_source=2000, n_pool=None, n_shots=100,
         n_test=None, n_eval_train=None, stage1_steps=6_667,
         eval_every=2_000, freeze_d_blocks=3,  # [INFER] 3 of 6 encoder blocks (§3.4)
@@ -626,6 +629,7 @@ def finetune(cfg: Mapping, G: nn.Module, D: nn.Module, d_params: Sequence[nn.Par
     (L99); then a new Adam trains all of G. Without it (from scratch), all of G from step 0. D is
     trained through ``d_params`` only (FreezeD). ``evaluate(G_ema)`` is called every ``eval_every``.
     """
+    from nbsyn.amp import Precision
     from nbsyn.train import EMA, fit
 
     steps, stage1 = cfg["iterations"], cfg["stage1_steps"] if two_stage else 0
@@ -648,9 +652,11 @@ def finetune(cfg: Mapping, G: nn.Module, D: nn.Module, d_params: Sequence[nn.Par
         images, labels = next(batches)
         return images.to(device), labels.to(device)
 
+    prec = Precision(cfg.get("amp", False), device)
+
     def make(opt):
         return O.make_train_step(G, D, opt, opt_d, sample_batch, lambda_labelmix=cfg["lambda_labelmix"],
-                                 balance=cfg["balance"], ema=ema)
+                                 balance=cfg["balance"], ema=ema, precision=prec)
 
     state = {"step": make(opt_g), "stage": 1 if two_stage else 2}
 
