@@ -109,7 +109,8 @@ plt.show()
 # "Using a simple convolution followed by a softmax activation, we transform these features into an
 # $N$-channel soft probability map" - the features of the **last generator block** only [L1711].
 # $N-1$ channels are objects, one is background. `OSMISGenerator` subclasses SIV-GAN's `Generator` and
-# adds `MaskHead` (3x3 conv + softmax; not spectrally normalised, as in the official code).
+# adds `MaskHead` (3x3 conv + softmax; not spectrally normalised, as in the official code). Like the RGB
+# heads, it reads the last block's features directly (no activation in between, as in the official code).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -243,11 +244,15 @@ print("alpha for 4 background and 2 object pixels:", [round(a, 4) for a in alpha
 
 # %% [markdown]
 # **The assembled discriminators.** `OSMISDiscriminator` subclasses SIV-GAN's
-# `ContentLayoutDiscriminator`; only the content heads change (1 -> $N+1$ outputs). For Table 6.3's
+# `ContentLayoutDiscriminator`; the content heads change (1 -> $N+1$ outputs), and, as in the official
+# code (the thesis gives no widths), the content blocks are twice as wide inside the branch: every content
+# block's output but the last is doubled (`branch_width=2`; 1 gives SIV-GAN's widths). For Table 6.3's
 # simplest alternative, `supervision="concat"` concatenates the one-hot mask to the image at every
 # input scale and keeps SIV-GAN's real/fake content branch [L1798]; `"none"` is plain SIV-GAN. At the
 # paper's size (640x384, 8 G blocks, $N_{low-level}=4$ [L1800]) the parameter counts are below; the
-# thesis publishes none for OSMIS, so they are checked against SIV-GAN's (tests/test_osmis.py).
+# thesis publishes none for OSMIS, so they are checked against SIV-GAN's (tests/test_osmis.py). With the
+# official code's layout squeeze and MSG convs (`sivgan.OFFICIAL_D`, notebook 02 section 3) the MCA
+# discriminator has exactly the official code's count at this size (3,244,963 for N=3, pinned in the tests).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -256,6 +261,7 @@ param_rows = [("G  (SIV-GAN)", sivgan.build_generator(paper)),
               ("G  (OSMIS, N=3)", osmis.build_generator(paper, 3)),
               ("D  (SIV-GAN, N_low=4)", sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4)),
               ("D  (OSMIS MCA, N=3)", osmis.build_discriminator(paper, 3)),
+              ("D  (MCA, official layers)", osmis.build_discriminator({**paper.as_dict(), **sivgan.OFFICIAL_D}, 3)),
               ("D  (input concat., N=3)", osmis.build_discriminator(paper, 3, "concat"))]
 for name, module in param_rows:
     print(f"{name:26s} {sivgan.count_parameters(module):>10,d} parameters (paper scale)")
@@ -696,5 +702,6 @@ print(f"saved {path}{'' if complete else ' (INCOMPLETE: a time guard cut a run)'
 # * **Not resolved by the text, chosen here:** per-channel Bernoulli sampling (official code;
 #   categorical offered), AvgPool over the whole map in Eq. 6.4 (official code; masked mean offered),
 #   the fake term of Eq. 6.5 as an $(N+1)$-way cross-entropy averaged over objects, the generator's
-#   object loss (official code), zero class weight for absent objects, the mask head on
-#   LeakyReLU(last features).
+#   object loss (official code), zero class weight for absent objects. Where the text and the official
+#   code differ in D (layout squeeze, MSG input convs) we follow the text; `sivgan.OFFICIAL_D` builds the
+#   code's layers (notebook 02, section 3).

@@ -243,6 +243,28 @@ def test_mask_head_adds_exactly_a_3x3_conv_to_sivgan_generator(smoke_cfg):
     assert sivgan.count_parameters(g) - sivgan.count_parameters(base) == c_last * 4 * 9 + 4
 
 
+# Parameter counts of the authors' code with a 3-class mask (run on this machine, issue 16): G / D at the matched
+# 64x64 configuration (4x4 map, 5 G blocks, D 2 + 4 blocks) and at the README size 384x640 (3x5 map, 8 G blocks,
+# D 4 + 3 blocks).
+OFFICIAL_COUNTS = {"64x64": (3_398_610, 1_705_580), "384x640": (7_140_059, 3_244_963)}
+
+
+def _counts(noise_shape, g_blocks, d_blocks, num_low, n=3, **d_options):
+    g = osmis.OSMISGenerator(n, noise_shape=noise_shape, num_blocks=g_blocks)
+    d = osmis.OSMISDiscriminator(n, num_blocks=d_blocks, num_low=num_low, **d_options)
+    return sivgan.count_parameters(g), sivgan.count_parameters(d)
+
+
+def test_official_options_give_the_official_parameter_counts():
+    assert _counts((4, 4), 5, 6, 2, **sivgan.OFFICIAL_D) == OFFICIAL_COUNTS["64x64"]
+    assert _counts((3, 5), 8, 7, 4, **sivgan.OFFICIAL_D) == OFFICIAL_COUNTS["384x640"]
+    paper = resolve("03_osmis", "paper")  # the paper preset is the README size
+    assert sivgan.image_shape(paper) == (384, 640)
+    assert sivgan.count_parameters(osmis.build_generator(paper, 3)) == OFFICIAL_COUNTS["384x640"][0]
+    official = dict(paper.as_dict(), **sivgan.OFFICIAL_D)
+    assert sivgan.count_parameters(osmis.build_discriminator(official, 3)) == OFFICIAL_COUNTS["384x640"][1]
+
+
 def test_paper_osmis_parameter_counts_follow_sivgan():
     paper = resolve("03_osmis", "paper")
     n = 3  # background + 2 objects
@@ -251,13 +273,16 @@ def test_paper_osmis_parameter_counts_follow_sivgan():
     assert g.num_blocks == 8 and g.channels[-1] == 32  # 3x5 -> 384x640, widths 32 x [8,...,1]
     assert sivgan.count_parameters(g) == sivgan.count_parameters(base_g) + 32 * n * 9 + n
     d = osmis.build_discriminator(paper, n)
-    base_d = sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4, base_channels=32)
-    # MCA only widens the content heads from 1 to N+1 outputs: 3 blocks of C=256 channels
-    assert d.num_low == 4 and len(d.content) == 3
-    assert sivgan.count_parameters(d) - sivgan.count_parameters(base_d) == 3 * (256 * n + n)
+    # content widths 256 -> 512 -> 512 -> 256: the outputs of the first two of the three blocks doubled
+    assert d.num_low == 4 and len(d.content) == 3 and d.channels == [32, 64, 128, 256, 256, 512, 512, 256]
+    plain = sivgan.ContentLayoutDiscriminator(num_blocks=7, num_low=4, channels=d.channels)
+    # MCA only widens the content heads from 1 to N+1 outputs
+    assert sivgan.count_parameters(d) - sivgan.count_parameters(plain) == (512 + 512 + 256) * n + 3 * n
+    narrow = osmis.OSMISDiscriminator(n, num_blocks=7, num_low=4, branch_width=1)
+    assert narrow.channels == [32, 64, 128, 256, 256, 256, 256, 256]
     concat = osmis.build_discriminator(paper, n, "concat")
-    # concatenation widens the first conv, its shortcut and the fromRGB convs by N input channels
-    assert sivgan.count_parameters(concat) > sivgan.count_parameters(base_d)
+    # concatenation widens the from-RGB and MSG convs by N input channels
+    assert sivgan.count_parameters(concat) > sivgan.count_parameters(plain)
 
 
 def test_object_branch_logits_and_mask_dependence(smoke_cfg):

@@ -12,10 +12,10 @@ from nbsyn.presets import resolve
 torch.set_num_threads(1)
 
 
-def small_d(branches="content_layout", layout_squeeze="conv1x1"):
+def small_d(branches="content_layout", layout_squeeze="conv1x1", msg_kernel=1):
     torch.manual_seed(0)
     return S.ContentLayoutDiscriminator(num_blocks=5, num_low=2, base_channels=8, branches=branches,
-                                        layout_squeeze=layout_squeeze)
+                                        layout_squeeze=layout_squeeze, msg_kernel=msg_kernel)
 
 
 # ------------------------------------------------------------------ generator
@@ -36,31 +36,76 @@ def _conv_params(cin, cout, k, bias=True):
     return cin * cout * k * k + (cout if bias else 0)
 
 
-def test_paper_parameter_counts_match_the_architecture_by_hand():
-    # No parameter count is published for SIV-GAN; we count the [CODE]-described architecture by hand.
-    cfg = resolve("02_sivgan", "paper")
-    ch = [256, 256, 256, 256, 256, 128, 64, 32]  # 32 x [8,8,8,8,8,4,2,1]
-    expected_g = 64 * 256 * 3 * 5 + 256  # ConvTranspose2d(64, 256, kernel 3x5)
-    for cin, cout in zip(ch[:-1], ch[1:]):
-        expected_g += _conv_params(cin, cout, 3) + _conv_params(cout, cout, 3) + _conv_params(cin, cout, 1, False)
-        expected_g += _conv_params(cout, 3, 3)  # RGB head
-    assert S.count_parameters(S.build_generator(cfg)) == expected_g
+# Parameter counts of the authors' code (run on this machine, issue 16): G / D at the matched 64x64 configuration
+# (4x4 map, 5 G blocks, D 2 + 4 blocks, batch 5) and at the README example size 192x320 (3x5 map, 7 G blocks,
+# D 3 + 4 blocks).
+OFFICIAL_COUNTS = {"64x64": (3_397_743, 649_568), "192x320": (5_886_581, 1_256_497)}
 
-    dch = [32, 64, 128, 256, 256, 256, 256]
-    expected_d = 0
-    for i in range(3):  # low-level: blocks, MSG fromRGB, heads
-        cin = 3 if i == 0 else dch[i - 1] + dch[i - 1] // 8
-        if i > 0:
-            expected_d += _conv_params(3, dch[i - 1] // 8, 1)
-        expected_d += _conv_params(cin, dch[i], 3) + _conv_params(dch[i], dch[i], 3) + _conv_params(cin, dch[i], 1, False)
-        expected_d += _conv_params(dch[i], 1, 1)
-    branch = [128, 256, 256, 256, 256]
-    for cin, cout in zip(branch[:-1], branch[1:]):  # content: 1x1 blocks + heads
-        expected_d += _conv_params(cin, cout, 1) + _conv_params(cout, cout, 1) + _conv_params(cin, cout, 1, False)
-        expected_d += _conv_params(cout, 1, 1)
-    expected_d += _conv_params(128, 1, 1)  # layout squeeze
-    expected_d += 4 * (_conv_params(1, 1, 3) * 2 + _conv_params(1, 1, 1, False) + _conv_params(1, 1, 1))
-    assert S.count_parameters(S.build_discriminator(cfg)) == expected_d
+
+def _official_like(noise_shape, g_blocks, d_blocks, num_low, **d_options):
+    g = S.Generator(noise_shape=noise_shape, num_blocks=g_blocks)
+    d = S.ContentLayoutDiscriminator(num_blocks=d_blocks, num_low=num_low, **d_options)
+    return S.count_parameters(g), S.count_parameters(d)
+
+
+def test_official_options_give_the_official_parameter_counts():
+    assert _official_like((4, 4), 5, 6, 2, **S.OFFICIAL_D) == OFFICIAL_COUNTS["64x64"]
+    assert _official_like((3, 5), 7, 7, 3, **S.OFFICIAL_D) == OFFICIAL_COUNTS["192x320"]
+    cfg = resolve("02_sivgan", "paper")  # the paper preset is the README size
+    assert S.image_shape(cfg) == (192, 320)
+    assert S.count_parameters(S.build_generator(cfg)) == OFFICIAL_COUNTS["192x320"][0]
+    assert S.count_parameters(S.build_discriminator(dict(cfg.as_dict(), **S.OFFICIAL_D))) == OFFICIAL_COUNTS["192x320"][1]
+
+
+def test_paper_preset_differs_from_the_official_d_only_where_the_text_says_otherwise():
+    # The text's choices [L1417, L1460]: the layout squeeze is a 1x1 conv C->1 (then a 1->1 block) instead of a
+    # 3x3 residual block C->1, and the MSG inputs enter by 1x1 convs (phi_lin_cat) instead of 3x3 convs.
+    cfg = resolve("02_sivgan", "paper")
+    c = [32, 64, 128]  # 32 x [1, 2, 4]: from-RGB width; inputs of low-level blocks 1 and 2 (MSG widths c // 8)
+    trunk = 256  # F(x): the third low-level block's output, 32 x 8
+    official_squeeze = _conv_params(trunk, 1, 3) + _conv_params(1, 1, 3) + _conv_params(trunk, 1, 1, False)
+    text_squeeze = _conv_params(trunk, 1, 1) + 2 * _conv_params(1, 1, 3) + _conv_params(1, 1, 1, False)
+    msg_3x3 = sum(_conv_params(3, w // 8, 3) for w in c[1:3])
+    msg_1x1 = sum(_conv_params(3, w // 8, 1) for w in c[1:3])
+    expected = OFFICIAL_COUNTS["192x320"][1] - official_squeeze + text_squeeze - msg_3x3 + msg_1x1
+    assert expected == 1_253_628
+    assert S.count_parameters(S.build_discriminator(cfg)) == expected
+    assert cfg["layout_squeeze"] == "conv1x1" and cfg["msg_kernel"] == 1
+
+
+def test_generator_has_no_spectral_norm_on_the_noise_map_and_no_activation_before_rgb():
+    g = S.Generator(noise_shape=(2, 3), num_blocks=2, base_channels=2)
+    assert not hasattr(g.to_map, "weight_orig") and hasattr(g.to_rgb[0], "weight_orig")
+    assert hasattr(S.Generator(noise_shape=(2, 3), num_blocks=2, base_channels=2, to_map_spectral=True).to_map,
+                   "weight_orig")
+    g.eval()
+    feats = {}
+    g.blocks[-1].register_forward_hook(lambda m, i, o: feats.setdefault("h", o))
+    out = g(torch.randn(2, 64))
+    assert torch.allclose(out.image, torch.tanh(g.to_rgb[-1](feats["h"])), atol=1e-6)
+
+
+def test_d_blocks_narrow_first_and_keep_identity_shortcuts_only_without_change():
+    block = S.DBlock(64, 16)
+    assert block.conv1.out_channels == 16 and block.conv2.in_channels == 16
+    wide = S.DBlock(16, 64, kernel=1, downsample=False)
+    assert wide.conv1.out_channels == 16 and isinstance(wide.shortcut, torch.nn.Conv2d)
+    same = S.DBlock(32, 32, kernel=1, downsample=False)
+    assert isinstance(same.shortcut, torch.nn.Identity)
+    x = torch.randn(2, 32, 1, 1)
+    plain = S.DBlock(32, 32, kernel=1, downsample=False, spectral=False)
+    with torch.no_grad():
+        plain.conv2.weight.zero_(), plain.conv2.bias.zero_()
+    assert torch.equal(plain(x), x)  # residual branch zero -> the identity shortcut alone
+    assert isinstance(S.DBlock(1, 1).shortcut, torch.nn.Conv2d)  # pooling blocks keep a learned shortcut
+
+
+def test_from_rgb_sees_the_full_resolution_image():
+    d = small_d().eval()
+    assert d.stem.in_channels == 3 and d.stem.out_channels == d.channels[0] and d.stem.kernel_size == (3, 3)
+    assert [m.kernel_size for m in d.from_rgb] == [(1, 1)]
+    assert [m.kernel_size for m in small_d(msg_kernel=3).from_rgb] == [(3, 3)]
+    assert d.from_rgb[0].out_channels == d.channels[1] // 8
 
 
 def test_generator_rejects_bad_z_and_bad_sizes():
@@ -83,14 +128,14 @@ def test_each_part_has_one_head_per_block_with_the_right_shape():
     assert [tuple(l.shape) for l in out.low] == [(3, 1, 16, 24), (3, 1, 8, 12)]
     assert [tuple(l.shape) for l in out.content] == [(3, 1, 1, 1)] * 3  # no spatial extent
     assert [tuple(l.shape) for l in out.layout] == [(3, 1, 4, 6), (3, 1, 2, 3), (3, 1, 1, 2)]
-    assert out.features.shape == (3, 16, 8, 12)
+    assert out.features.shape == (3, 32, 8, 12)  # F(x): c[2] = 4 x 8 channels
     plain = small_d("none")(x)
     assert not plain.content and not plain.layout and len(plain.plain) == 3
 
 
 def test_content_branch_is_invariant_to_permuting_spatial_positions():
     d = small_d().eval()  # eval: no power iteration, so repeated calls give the same weights
-    feats = torch.randn(2, 16, 8, 12)
+    feats = torch.randn(2, 32, 8, 12)
     perm = torch.randperm(8 * 12)
     shuffled = feats.flatten(2)[:, :, perm].view_as(feats)
     a, b = d.content_branch(feats), d.content_branch(shuffled)
@@ -104,7 +149,7 @@ def test_content_branch_is_invariant_to_permuting_spatial_positions():
 @pytest.mark.parametrize("squeeze", ["conv1x1", "block"])
 def test_layout_branch_is_one_channel_wide(squeeze):
     d = small_d(layout_squeeze=squeeze)
-    feats = torch.randn(2, 16, 8, 12)
+    feats = torch.randn(2, 32, 8, 12)
     _, layout_feats = d.layout(d.squeeze_layout(feats))
     assert all(f.shape[1] == 1 for f in layout_feats)
     if squeeze == "conv1x1":

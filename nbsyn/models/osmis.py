@@ -223,8 +223,8 @@ class OSMISOutput(sivgan.GeneratorOutput):
 class OSMISGenerator(sivgan.Generator):
     """SIV-GAN's generator with the mask synthesis branch on the features of its last block [L1711].
 
-    The mask head sees the same LeakyReLU(last features) as the last RGB head; ``mask_spectral``
-    spectrally normalises it (the official code does not).
+    The mask head reads the last block's features directly, as the last RGB head does ([CODE]: no
+    activation in between); ``mask_spectral`` spectrally normalises it (the official code does not).
     """
 
     def __init__(self, num_classes: int, mask_spectral: bool = False, **generator_kwargs):
@@ -235,7 +235,7 @@ class OSMISGenerator(sivgan.Generator):
 
     def forward(self, z: torch.Tensor) -> OSMISOutput:
         out = super().forward(z)
-        soft = self.mask_head(F.leaky_relu(out.last_features, 0.2))
+        soft = self.mask_head(out.last_features)
         return OSMISOutput(images=out.images, features=out.features, last_features=out.last_features,
                            soft_mask=soft)
 
@@ -268,22 +268,26 @@ class OSMISDiscriminator(sivgan.ContentLayoutDiscriminator):
       SIV-GAN is unchanged otherwise.
     * ``"none"``: plain SIV-GAN; the mask is ignored (the "None" row of Table 6.3).
 
-    ``branch_width`` multiplies the channels after the low-level part ([CODE] doubles them with masks).
+    ``branch_width`` multiplies the width between the content blocks: the outputs of every content block
+    but the last ([CODE] doubles them with masks; the text gives no widths). ``layout_squeeze`` and
+    ``msg_kernel`` as in SIV-GAN (``**sivgan.OFFICIAL_D`` = the authors' layers).
     """
 
     def __init__(self, num_classes: int, supervision: str = "mca", num_blocks: int = 7, num_low: int = 4,
-                 base_channels: int = 32, branch_width: int = 1, layout_squeeze: str = "conv1x1",
-                 mca_normalize: str = "map", spectral: bool = True):
+                 base_channels: int = 32, branch_width: int = 2, layout_squeeze: str = "conv1x1",
+                 msg_kernel: int = 1, mca_normalize: str = "map", spectral: bool = True):
         if supervision not in MASK_SUPERVISIONS:
             raise ValueError(f"unknown mask supervision {supervision!r}; choose one of {', '.join(MASK_SUPERVISIONS)}")
-        channels = [m * base_channels for m in sivgan.D_MULTIPLIERS[:num_blocks]]
-        channels = channels[:num_low] + [c * branch_width for c in channels[num_low:]]
+        channels = [m * base_channels for m in sivgan.D_MULTIPLIERS[:num_blocks + 1]]
+        # c[num_low] = F(x) and c[num_blocks] = the last content block's output keep their width
+        channels = [c * branch_width if num_low < i < num_blocks else c for i, c in enumerate(channels)]
         in_channels = 3 + num_classes if supervision == "concat" else 3
         super().__init__(in_channels=in_channels, num_blocks=num_blocks, num_low=num_low, channels=channels,
-                         branches="content_layout", layout_squeeze=layout_squeeze, spectral=spectral)
+                         branches="content_layout", layout_squeeze=layout_squeeze, msg_kernel=msg_kernel,
+                         spectral=spectral)
         self.num_classes, self.supervision, self.mca_normalize = num_classes, supervision, mca_normalize
         if supervision == "mca":  # D_object: same blocks as D_content, (N+1)-way heads
-            branch_ch = [channels[num_low - 1]] + channels[num_low:]
+            branch_ch = channels[num_low:]
             self.content.heads = nn.ModuleList(ClassHead(c, num_classes + 1, spectral) for c in branch_ch[1:])
             sivgan._init_weights(self.content.heads)
 
@@ -362,7 +366,7 @@ _PAPER = dict(
     p0=15_000,  # Bernoulli warm-up iterations [L1749]
     warmup_sampling="bernoulli",  # Eq. 6.3 ("bernoulli" per channel as [CODE]; or "categorical")
     mca_normalize="map",  # Eq. 6.4 AvgPool over the whole map ([CODE]); "area" = masked mean
-    branch_width=1,  # the text follows SIV-GAN; [CODE] doubles the branch widths with masks
+    branch_width=2,  # the text gives no widths; [CODE] doubles the content blocks' widths (not the last output)
     ema_decay=0.9999,  # [L1749]
     p_da=0.7,  # DA of images and masks [L1749, L1460]
     n_eval_samples=100,  # 100 generated pairs for metrics and the synthetic pool [L1835]
@@ -407,7 +411,7 @@ def build_discriminator(cfg, num_classes: int, supervision: str | None = None) -
     return OSMISDiscriminator(num_classes, supervision or cfg["supervision"], num_blocks=cfg["d_blocks"],
                               num_low=cfg["num_low"], base_channels=cfg["d_base_channels"],
                               branch_width=cfg["branch_width"], layout_squeeze=cfg["layout_squeeze"],
-                              mca_normalize=cfg["mca_normalize"])
+                              msg_kernel=cfg["msg_kernel"], mca_normalize=cfg["mca_normalize"])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -10,10 +10,12 @@ The pieces, in the order the notebook introduces them:
   -> residual blocks "similar to BigGAN, without BatchNorm or self-attention", each doubling the
   resolution, with an RGB output after every block (MSG-GAN) [L1456-1458]. It also returns tanh of
   every block's features, the input of the diversity regularisation [L1458].
-* :class:`ContentLayoutDiscriminator`: a shared low-level trunk (``num_low`` blocks, MSG image inputs)
-  whose features F(x) feed a **content branch** (global average pooling, then 1x1 blocks: blind to
-  position) and a **layout branch** (squeezed to one channel: blind to appearance) [L1409-1438].
-  Every block of every part has its own real/fake head (``nbsyn.nn.heads``).
+* :class:`ContentLayoutDiscriminator`: a from-RGB conv and a shared low-level trunk (``num_low`` blocks,
+  MSG image inputs) whose features F(x) feed a **content branch** (global average pooling, then 1x1
+  blocks: blind to position) and a **layout branch** (squeezed to one channel: blind to appearance)
+  [L1409-1438]. Every block of every part has its own real/fake head (``nbsyn.nn.heads``). Where the
+  text is silent, widths and layers follow the description of the authors' code; where the text says
+  otherwise (layout squeeze, MSG input conv) the text is the default and :data:`OFFICIAL_D` the option.
 * :func:`feature_augmentation`: mixing / dropping real features in both branches [L1426, L1460].
 * :func:`adversarial_loss` (Eq. 5.1-5.2) and :func:`diversity_regularisation` (Eq. 5.3), each with the
   paper's normalisation and, as an option, the official code's (about 12x stronger DR, see
@@ -51,6 +53,9 @@ from nbsyn.train import GeneratorState
 G_MULTIPLIERS = (8, 8, 8, 8, 8, 8, 8, 4, 2, 1)
 D_MULTIPLIERS = (1, 2, 4, 8, 8, 8, 8, 8, 8)
 BRANCHES = ("content_layout", "content", "layout", "none")
+# The two places where the thesis and the authors' code differ in D; the defaults follow the thesis, these
+# options give the code's layers (with them the parameter counts equal the official ones, tests/test_sivgan.py).
+OFFICIAL_D = {"layout_squeeze": "block", "msg_kernel": 3}
 NORMALISATIONS = ("paper", "official")
 
 # ---------------------------------------------------------------------------------------------
@@ -73,6 +78,7 @@ _PAPER = dict(
     num_low=3,  # N_low-level = 3, N_content = N_layout = 4 [L1460]
     branches="content_layout",
     layout_squeeze="conv1x1",  # "(1x1) convolution with only one output channel" [L1417]; [CODE] uses a block
+    msg_kernel=1,  # MSG inputs by phi_lin_cat [L1460]: MSG-GAN's 1x1 conv; [CODE] uses 3x3 (OFFICIAL_D)
     lr_g=2e-4,  # [L1462]
     lr_d=2e-4,  # [L1462]
     betas=(0.5, 0.999),  # [L1462]
@@ -151,14 +157,15 @@ class GBlock(nn.Module):
     """Residual G block: LReLU -> (x2 nearest) -> conv3x3 -> LReLU -> conv3x3, plus a 1x1 shortcut.
 
     "ResNet blocks similar to BigGAN ... we do not use BatchNorm or self-attention" [L1456-1458];
-    the internals (activation, upsampling) are [CODE].
+    the internals (activation, upsampling, the middle width min(in, out)) are [CODE].
     """
 
     def __init__(self, in_channels: int, out_channels: int, upsample: bool, spectral: bool = True):
         super().__init__()
         self.upsample = upsample
-        self.conv1 = sn(nn.Conv2d(in_channels, out_channels, 3, padding=1), spectral)
-        self.conv2 = sn(nn.Conv2d(out_channels, out_channels, 3, padding=1), spectral)
+        mid = min(in_channels, out_channels)
+        self.conv1 = sn(nn.Conv2d(in_channels, mid, 3, padding=1), spectral)
+        self.conv2 = sn(nn.Conv2d(mid, out_channels, 3, padding=1), spectral)
         self.shortcut = sn(nn.Conv2d(in_channels, out_channels, 1, bias=False), spectral)
 
     def _up(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,13 +197,15 @@ class Generator(nn.Module):
     ``z`` (B, z_dim) is mapped to a ``noise_shape`` map, then ``num_blocks`` residual blocks (the first
     without upsampling) reach ``noise_shape * 2**(num_blocks-1)``. ``z_to_map="project"`` ([CODE]) uses a
     learned transposed convolution with kernel = noise_shape; ``"broadcast"`` repeats z over the map
-    (the literal reading of [L1458]) followed by a 1x1 conv. An ``out_channels`` head (SN conv3x3 + tanh)
-    follows every block.
+    (the literal reading of [L1458]) followed by a 1x1 conv. This first layer is not spectrally
+    normalised, as in [CODE] (``to_map_spectral=True`` normalises it too). An ``out_channels`` head
+    (SN conv3x3 + tanh) follows every block; it reads the block's output directly (no activation in
+    between, [CODE]).
     """
 
     def __init__(self, z_dim: int = 64, noise_shape: Sequence[int] = (3, 5), num_blocks: int = 7,
                  base_channels: int = 32, channels: Sequence[int] | None = None, out_channels: int = 3,
-                 spectral: bool = True, z_to_map: str = "project"):
+                 spectral: bool = True, z_to_map: str = "project", to_map_spectral: bool = False):
         super().__init__()
         if channels is None:
             if num_blocks + 1 > len(G_MULTIPLIERS):
@@ -208,10 +217,11 @@ class Generator(nn.Module):
             raise ValueError(f"z_to_map must be 'project' or 'broadcast', got {z_to_map!r}")
         self.z_dim, self.noise_shape, self.channels = z_dim, tuple(noise_shape), list(channels)
         self.num_blocks, self.z_to_map = num_blocks, z_to_map
+        map_sn = spectral and to_map_spectral
         if z_to_map == "project":
-            self.to_map = sn(nn.ConvTranspose2d(z_dim, channels[0], kernel_size=self.noise_shape), spectral)
+            self.to_map = sn(nn.ConvTranspose2d(z_dim, channels[0], kernel_size=self.noise_shape), map_sn)
         else:
-            self.to_map = sn(nn.Conv2d(z_dim, channels[0], kernel_size=1), spectral)
+            self.to_map = sn(nn.Conv2d(z_dim, channels[0], kernel_size=1), map_sn)
         self.blocks = nn.ModuleList(
             GBlock(channels[i], channels[i + 1], upsample=i > 0, spectral=spectral) for i in range(num_blocks)
         )
@@ -241,7 +251,7 @@ class Generator(nn.Module):
         for block, to_rgb in zip(self.blocks, self.to_rgb):
             h = block(h)
             features.append(torch.tanh(h))  # G^l(z) of Eq. 5.3: tanh of the block's final conv [L1458]
-            images.append(torch.tanh(to_rgb(F.leaky_relu(h, 0.2))))
+            images.append(torch.tanh(to_rgb(h)))
         return GeneratorOutput(images=images, features=features, last_features=h)
 
 
@@ -251,20 +261,27 @@ class Generator(nn.Module):
 
 
 class DBlock(nn.Module):
-    """Residual D block: [LReLU] -> conv -> LReLU -> conv -> (AvgPool2), plus a 1x1 shortcut (+ AvgPool2).
+    """Residual D block: [LReLU] -> conv -> LReLU -> conv -> (AvgPool2), plus a shortcut (+ AvgPool2).
 
-    ``kernel=1`` gives the content branch's blocks (no spatial extent); ``first=True`` skips the first
-    activation (the block that sees pixels). Average pooling uses ceil mode, so a 1-pixel map stays 1.
+    [CODE] details: the first conv narrows to min(in, out) channels and the second widens to ``out``;
+    the shortcut is the identity when nothing changes (same width, no pooling), else a 1x1 conv without
+    bias. ``kernel=1`` gives the content branch's blocks (no spatial extent); ``first=True`` skips the
+    first activation (the block right after the from-RGB conv). Average pooling uses ceil mode, so a
+    1-pixel map stays 1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3, downsample: bool = True,
                  first: bool = False, spectral: bool = True):
         super().__init__()
         pad = kernel // 2
+        mid = min(in_channels, out_channels)
         self.first, self.downsample = first, downsample
-        self.conv1 = sn(nn.Conv2d(in_channels, out_channels, kernel, padding=pad), spectral)
-        self.conv2 = sn(nn.Conv2d(out_channels, out_channels, kernel, padding=pad), spectral)
-        self.shortcut = sn(nn.Conv2d(in_channels, out_channels, 1, bias=False), spectral)
+        self.conv1 = sn(nn.Conv2d(in_channels, mid, kernel, padding=pad), spectral)
+        self.conv2 = sn(nn.Conv2d(mid, out_channels, kernel, padding=pad), spectral)
+        if in_channels == out_channels and not downsample:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = sn(nn.Conv2d(in_channels, out_channels, 1, bias=False), spectral)
 
     def _down(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, 2, ceil_mode=True) if self.downsample else x
@@ -303,44 +320,55 @@ def image_pyramid(x: torch.Tensor, levels: int) -> list[torch.Tensor]:
 class ContentLayoutDiscriminator(nn.Module):
     """The two-branch discriminator of SIV-GAN (Fig. 5.3).
 
-    * low-level trunk: ``num_low`` residual blocks; block i > 0 also gets ``fromRGB`` of the image at its
-      scale concatenated (MSG-GAN phi_lin_cat [L1460]; 1/8 of the channels [CODE]);
+    ``channels`` has ``num_blocks + 1`` entries (default ``base_channels`` x D_MULTIPLIERS): c[0] is the
+    width of the from-RGB conv, c[i + 1] the output width of block i ([CODE]).
+
+    * from-RGB: an SN 3x3 conv in_channels -> c[0] on the full-resolution image ([CODE]);
+    * low-level trunk: ``num_low`` residual blocks c[i] -> c[i+1]; block i > 0 also gets ``fromRGB`` of the
+      image at its scale concatenated, c[i] // 8 channels [CODE], by a ``msg_kernel`` conv: 1 = MSG-GAN's
+      phi_lin_cat that the text names [L1460], 3 = [CODE];
     * ``branches="content_layout"``: content branch (global average pooling of F(x) [L1415], then
       ``num_blocks - num_low`` blocks of 1x1 convs) and layout branch (F(x) squeezed to one channel
-      [L1417] by a 1x1 conv, ``layout_squeeze="conv1x1"``, or by a first residual block C->1 as in [CODE],
-      ``"block"``; then 1-channel 3x3 blocks);
+      [L1417] by a 1x1 conv, ``layout_squeeze="conv1x1"``, or by a first 3x3 residual block C->1 as in
+      [CODE], ``"block"``; then 1-channel 3x3 blocks);
     * ``branches="none"``: the ablation "No branches": the same depth as one ordinary branch of 3x3 blocks;
       ``"content"`` / ``"layout"``: only one branch ("No Layout br." / "No Content br.").
-    Every block has a real/fake head.
+    Every block has a real/fake head. ``**OFFICIAL_D`` gives the authors' layers everywhere.
     """
 
     def __init__(self, in_channels: int = 3, num_blocks: int = 7, num_low: int = 3, base_channels: int = 32,
                  channels: Sequence[int] | None = None, branches: str = "content_layout",
-                 layout_squeeze: str = "conv1x1", spectral: bool = True):
+                 layout_squeeze: str = "conv1x1", msg_kernel: int = 1, spectral: bool = True):
         super().__init__()
         if branches not in BRANCHES:
             raise ValueError(f"branches must be one of {BRANCHES}, got {branches!r}")
         if layout_squeeze not in ("conv1x1", "block"):
             raise ValueError(f"layout_squeeze must be 'conv1x1' or 'block', got {layout_squeeze!r}")
+        if msg_kernel not in (1, 3):
+            raise ValueError(f"msg_kernel must be 1 or 3, got {msg_kernel!r}")
         if not 1 <= num_low < num_blocks:
             raise ValueError(f"need 1 <= num_low < num_blocks, got num_low={num_low}, num_blocks={num_blocks}")
         if channels is None:
-            channels = [m * base_channels for m in D_MULTIPLIERS[:num_blocks]]
-        if len(channels) != num_blocks:
-            raise ValueError(f"channels needs num_blocks = {num_blocks} entries, got {len(channels)}")
+            if num_blocks + 1 > len(D_MULTIPLIERS):
+                raise ValueError(f"at most {len(D_MULTIPLIERS) - 1} blocks with the default widths")
+            channels = [m * base_channels for m in D_MULTIPLIERS[:num_blocks + 1]]
+        if len(channels) != num_blocks + 1:
+            raise ValueError(f"channels needs num_blocks + 1 = {num_blocks + 1} entries, got {len(channels)}")
         self.num_blocks, self.num_low, self.branches = num_blocks, num_low, branches
-        self.channels, self.layout_squeeze = list(channels), layout_squeeze
+        self.channels, self.layout_squeeze, self.msg_kernel = list(channels), layout_squeeze, msg_kernel
         c = self.channels
-        # --- shared low-level trunk with MSG inputs
+        # --- from-RGB and the shared low-level trunk with MSG inputs
+        self.stem = sn(nn.Conv2d(in_channels, c[0], 3, padding=1), spectral)
         self.from_rgb = nn.ModuleList(
-            sn(nn.Conv2d(in_channels, max(1, c[i - 1] // 8), 1), spectral) for i in range(1, num_low)
+            sn(nn.Conv2d(in_channels, max(1, c[i] // 8), msg_kernel, padding=msg_kernel // 2), spectral)
+            for i in range(1, num_low)
         )
-        low_blocks = [DBlock(in_channels, c[0], first=True, spectral=spectral)]
-        low_blocks += [DBlock(c[i - 1] + max(1, c[i - 1] // 8), c[i], spectral=spectral) for i in range(1, num_low)]
-        self.low = MultiHeadD(low_blocks, c[:num_low], spectral)
+        low_blocks = [DBlock(c[0], c[1], first=True, spectral=spectral)]
+        low_blocks += [DBlock(c[i] + max(1, c[i] // 8), c[i + 1], spectral=spectral) for i in range(1, num_low)]
+        self.low = MultiHeadD(low_blocks, c[1:num_low + 1], spectral)
         n_branch = num_blocks - num_low
-        trunk = c[num_low - 1]
-        branch_ch = [trunk] + c[num_low:]
+        trunk = c[num_low]
+        branch_ch = c[num_low:]
         # --- content branch: pooled vector, 1x1 blocks
         self.content = None
         if branches in ("content_layout", "content"):
@@ -375,7 +403,7 @@ class ContentLayoutDiscriminator(nn.Module):
 
         def inject(i: int, h: torch.Tensor) -> torch.Tensor:
             if i == 0:
-                return levels[0]
+                return self.stem(levels[0])
             img = levels[i]
             if img.shape[-2:] != h.shape[-2:]:
                 raise ValueError(f"image scale {i} has size {tuple(img.shape[-2:])}, features {tuple(h.shape[-2:])}")
@@ -561,7 +589,8 @@ def build_generator(cfg) -> Generator:
 def build_discriminator(cfg, branches: str | None = None) -> ContentLayoutDiscriminator:
     return ContentLayoutDiscriminator(num_blocks=cfg["d_blocks"], num_low=cfg["num_low"],
                                       base_channels=cfg["d_base_channels"],
-                                      branches=branches or cfg["branches"], layout_squeeze=cfg["layout_squeeze"])
+                                      branches=branches or cfg["branches"], layout_squeeze=cfg["layout_squeeze"],
+                                      msg_kernel=cfg["msg_kernel"])
 
 
 def count_parameters(module: nn.Module) -> int:
