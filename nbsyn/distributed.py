@@ -64,10 +64,25 @@ def unwrap(module: nn.Module) -> nn.Module:
     return module.module if isinstance(module, nn.parallel.DistributedDataParallel) else module
 
 
-def _all_reduce(t: torch.Tensor) -> torch.Tensor:
-    from torch.distributed.nn.functional import all_reduce
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes; the gradient of every process's copy is the sum of the incoming gradients
+    (each process's loss depends on the sum), which DDP's gradient averaging then matches."""
 
-    return all_reduce(t)  # differentiable: the backward all-reduces the incoming gradients
+    @staticmethod
+    def forward(ctx, t):
+        out = t.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
+def _all_reduce(t: torch.Tensor) -> torch.Tensor:
+    return _AllReduceSum.apply(t)
 
 
 class SyncBatchNorm2d(nn.BatchNorm2d):
