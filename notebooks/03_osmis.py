@@ -568,16 +568,18 @@ if ref is not None:
           ("a gain" if gain > 0 else "a loss") if abs(gain) > spread else "no clear effect")
 
 # %% [markdown]
-# **In the committed `cpu` reference run** (`notebooks/reference/03_osmis.json`; compare with your numbers
-# above) the direction of Table 6.3 showed for diversity and alignment, and the downstream gain did not:
-# MCA MS-SSIM 0.17 vs 0.63 for concatenation (whose masks kept an object in only 18 % of the samples),
-# mIoU protocol 38 vs 21 (paper 86.6 vs 82.4), and the OSMIS pairs *lowered* the one-shot segmenter from
-# 86.5 ± 1.1 to 68 ± 6. The reference model (4000 iterations) reached mIoU protocol 53 and cost less
-# downstream (79 ± 6), still a loss. Its samples show the mountains and the grass of the scene in new
-# layouts, with "tree" masks drawn as long diagonal strokes over dark regions rather than round trees: the
-# masks follow what it draws, but what it draws is not yet a tree. This is one GAN per arm and three
-# segmenter seeds; run the `gpu` preset (or longer) to see whether alignment and the downstream gain
-# appear.
+# **In the committed `cpu` reference run** (`notebooks/reference/03_osmis.json`, with the discriminator
+# that follows the authors' architecture where the text is silent; compare with your numbers above) the
+# direction of Table 6.3 showed for diversity and alignment, and the downstream gain did not: MCA MS-SSIM
+# 0.34 vs 0.65 for concatenation (whose samples stayed blurry blue-green fields, with masks of water and
+# rock along the borders), mIoU protocol 37 vs 28 (paper 86.6 vs 82.4), and the OSMIS pairs *lowered* the
+# one-shot segmenter from 86.5 ± 1.1 to 62 ± 13. The reference model (4000 iterations) reached mIoU
+# protocol 56 and cost less downstream (77 ± 4), still a loss. Its samples show the mountains, the grass
+# and the lake of the scene in new layouts, with one or two round "tree" masks over dark green blobs and
+# rocks and water below them: the masks follow what it draws, and what it draws now resembles the scene's
+# objects, blurred and with a grid-like texture. (The earlier, smaller discriminator's reference model
+# drew its trees as long diagonal strokes: mIoU protocol 53, MS-SSIM 0.29.) This is one GAN per arm and
+# three segmenter seeds; run the `gpu` preset (or longer) to see whether the downstream gain appears.
 
 # %% [markdown]
 # ## 11. Interactive: resample image-mask pairs
