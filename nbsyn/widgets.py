@@ -3,11 +3,19 @@
 The logic (what a click or a slider does to a tensor) is in plain functions that the tests call;
 the classes only wire ipywidgets / ipycanvas to them. Every panel has ``render()``, the image it
 currently shows, so a notebook can follow each widget with a static figure.
+
+What a student sees: ``frame(body, title, legend=...)`` puts a title, the class legend and an error area
+around any widget (also the panels of the model modules); an exception inside a callback (a click, a
+slider move, a brush stroke) is shown there instead of disappearing into JupyterLab's log console.
+Images are upscaled by an integer factor with nearest-neighbour (``display_scale``) and shown at exactly
+that size, so pixels stay crisp and nothing is stretched by the browser.
 """
 
 from __future__ import annotations
 
+import html
 import io
+import traceback
 from collections.abc import Callable, Sequence
 
 import torch
@@ -49,9 +57,10 @@ def paint_stroke(labels: torch.Tensor, points: Sequence[tuple[float, float]], ra
 
 
 def canvas_to_label(px: float, py: float, canvas_size: int, label_size: int) -> tuple[float, float]:
-    """Canvas pixel (x, y) -> label-map coordinates (row, column)."""
+    """Canvas position (x, y) -> label-map coordinates (row, column) in the frame of ``paint_disc``,
+    where label pixel i has its centre at i: canvas x in [i * s, (i + 1) * s) lies in label pixel i."""
     scale = label_size / canvas_size
-    return py * scale, px * scale
+    return py * scale - 0.5, px * scale - 0.5
 
 
 def lerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -99,14 +108,168 @@ def png_bytes(image: torch.Tensor, upscale: int = 1) -> bytes:
     return buf.getvalue()
 
 
+def display_scale(height: int, width: int, max_height: int = 320, max_width: int = 800) -> int:
+    """The integer nearest-neighbour factor that shows an (height, width) image as large as fits in
+    max_height x max_width display pixels (at least 1): a 32 px sample is shown at 320 px, a wide grid
+    only as wide as a notebook column."""
+    return max(1, min(max_height // max(1, height), max_width // max(1, width)))
+
+
+def legend_html(class_names: Sequence[str], palette, present=None) -> str:
+    """A row of colour swatches with the class names (the classes ``present``, default all)."""
+    ids = range(len(class_names)) if present is None else sorted({int(i) for i in present})
+    items = []
+    for i in ids:
+        r, g, b = (int(v) for v in palette[i])
+        items.append(f"<span class='nbsyn-legend-item' data-class='{i}' data-rgb='{r},{g},{b}' "
+                     f"style='margin-right:10px;white-space:nowrap'>"
+                     f"<span style='display:inline-block;width:12px;height:12px;vertical-align:middle;"
+                     f"border:1px solid #777;background:rgb({r},{g},{b})'></span> {html.escape(str(class_names[i]))}</span>")
+    return "<div class='nbsyn-legend' style='line-height:1.8'>" + " ".join(items) + "</div>"
+
+
+_STYLE = ("<style>.nbsyn-widget img, .nbsyn-widget canvas {image-rendering: pixelated;}"
+          ".nbsyn-errors .jp-OutputArea-output {color: #b00020;}</style>")
+
+
+def image_widget(image: torch.Tensor, scale: int | None = None, **limits):
+    """An ipywidgets Image of (3, H, W) ``image`` in [-1, 1], upscaled (nearest) by ``scale`` (default:
+    ``display_scale``) and pinned to that size in the page."""
+    import ipywidgets as W
+
+    view = W.Image(format="png")
+    set_image(view, image, scale, **limits)
+    return view
+
+
+def set_image(view, image: torch.Tensor, scale: int | None = None, **limits) -> None:
+    """Show ``image`` in an Image widget made by ``image_widget`` (same rules)."""
+    h, w = image.shape[-2:]
+    s = display_scale(h, w, **limits) if scale is None else min(scale, display_scale(h, w, **limits))
+    view.value = png_bytes(image, s)
+    view.layout.width, view.layout.height = f"{w * s}px", f"{h * s}px"
+
+
+def walk(widget):
+    """The widget and all widgets inside it (Box children), depth first."""
+    yield widget
+    for child in getattr(widget, "children", ()):
+        yield from walk(child)
+
+
+def show_error(area, exc: BaseException, where: str = "") -> None:
+    """Write an exception (type, message, the last frames) into an Output widget."""
+    frames = traceback.format_exception(type(exc), exc, exc.__traceback__)
+    text = f"Error{' in ' + where if where else ''}: {type(exc).__name__}: {exc}\n" + "".join(frames[-3:])
+    area.outputs = ()
+    area.append_stderr(text)
+
+
+def guarded(fn: Callable, area) -> Callable:
+    """``fn`` that shows its exceptions in the Output widget ``area`` instead of raising them."""
+    if getattr(fn, "_nbsyn_area", None) is area:
+        return fn
+
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - shown to the student, not swallowed
+            show_error(area, exc, getattr(fn, "__name__", ""))
+            return None
+
+    call._nbsyn_area = area
+    call.__name__ = getattr(fn, "__name__", "callback")
+    return call
+
+
+def guard_callbacks(root, area) -> int:
+    """Route the exceptions of every callback inside ``root`` (button clicks, canvas mouse events,
+    value observers) to the Output widget ``area``; returns how many callbacks were wrapped.
+
+    Without this, ipywidgets sends a callback's traceback to JupyterLab's log console (clicks) or the
+    server log (observers), where a student never sees it."""
+    from ipywidgets.widgets.widget import CallbackDispatcher
+    from traitlets import EventHandler
+
+    count = 0
+    for widget in walk(root):
+        # Button._click_handlers (an attribute), ipycanvas' Canvas._mouse_*_callbacks (traits), ...
+        for value in [*vars(widget).values(), *getattr(widget, "_trait_values", {}).values()]:
+            if isinstance(value, CallbackDispatcher):
+                value.callbacks[:] = [guarded(cb, area) for cb in value.callbacks]
+                count += len(value.callbacks)
+        for by_type in widget._trait_notifiers.values():
+            for handlers in by_type.values():
+                for i, handler in enumerate(handlers):
+                    if not isinstance(handler, EventHandler):  # leave the widget's own @observe methods
+                        handlers[i] = guarded(handler, area)
+                        count += 1
+    return count
+
+
+def pin_image_sizes(root) -> None:
+    """Show every Image inside ``root`` at its PNG's own pixel size (the browser stretches an image to
+    the column width otherwise, which blurs it)."""
+    import ipywidgets as W
+    from PIL import Image
+
+    def pin(view):
+        if view.value and view.format == "png":
+            width, height = Image.open(io.BytesIO(view.value)).size
+            view.layout.width, view.layout.height = f"{width}px", f"{height}px"
+
+    for widget in walk(root):
+        if hasattr(widget, "put_image_data") and not widget.layout.width:  # an ipycanvas Canvas
+            widget.layout.width, widget.layout.height = f"{widget.width}px", f"{widget.height}px"
+        if isinstance(widget, W.Image) and not getattr(widget, "_nbsyn_pinned", False):
+            pin(widget)
+            widget.observe(lambda change, v=widget: pin(v), names="value")
+            widget._nbsyn_pinned = True
+
+
+def frame(body, title: str, legend: tuple | None = None, note: str | None = None):
+    """``body`` with a title, an optional class legend ``(class_names, palette[, present ids])`` and a
+    note above it, and an error area below it that shows any exception raised by the body's callbacks.
+    Images inside are pinned to their pixel size; a slider described as just "brush" (the panels of the
+    model modules) is labelled with its unit. The box carries the CSS class ``nbsyn-widget``."""
+    import ipywidgets as W
+
+    errors = W.Output()
+    errors.add_class("nbsyn-errors")
+    parts = [W.HTML(_STYLE + f"<div class='nbsyn-title' style='font-size:1.15em'><b>{html.escape(title)}</b></div>")]
+    if legend is not None:
+        parts.append(W.HTML(legend_html(*legend)))
+    if note:
+        parts.append(W.HTML(f"<div class='nbsyn-note' style='color:#555'>{html.escape(note)}</div>"))
+    parts += [body, errors]
+    box = W.VBox(parts)
+    box.add_class("nbsyn-widget")
+    pin_image_sizes(body)
+    guard_callbacks(body, errors)
+    for widget in walk(body):
+        if getattr(widget, "description", None) == "brush":  # a radius in label-map pixels everywhere
+            labelled(widget, "brush radius (label px)")
+    box.errors = errors
+    return box
+
+
+def labelled(widget, text: str):
+    """A control whose description is shown in full (ipywidgets truncates long descriptions)."""
+    widget.description = text
+    widget.style.description_width = "initial"
+    return widget
+
+
 # ----------------------------------------------------------------------------- panels
 class ResamplePanel:
-    """A seed slider and a 'resample' button; ``generate(seed)`` returns (N, 3, H, W) images."""
+    """A seed slider and a 'resample' button; ``generate(seed)`` returns (N, 3, H, W) images.
+    ``legend=(class_names, palette)`` adds a class legend (for generators that also draw masks)."""
 
-    def __init__(self, generate: Callable[[int], torch.Tensor], nrow: int = 8, seed: int = 0, upscale: int = 2,
-                 title: str = "samples"):
+    def __init__(self, generate: Callable[[int], torch.Tensor], nrow: int = 8, seed: int = 0,
+                 upscale: int | None = None, title: str = "samples: move the seed or press resample",
+                 legend: tuple | None = None):
         self.generate, self.nrow, self.upscale, self.seed = generate, nrow, upscale, seed
-        self.title = title
+        self.title, self.legend = title, legend
 
     def render(self) -> torch.Tensor:
         return grid(self.generate(self.seed), self.nrow)
@@ -114,29 +277,31 @@ class ResamplePanel:
     def widget(self):
         import ipywidgets as W
 
-        image = W.Image(value=png_bytes(self.render(), self.upscale), format="png")
+        image = image_widget(self.render(), self.upscale)
         seed = W.IntSlider(value=self.seed, min=0, max=10_000, description="seed")
-        button = W.Button(description="resample", icon="refresh")
+        button = W.Button(description="resample", icon="refresh", tooltip="draw a random seed")
 
         def redraw(*_):
             self.seed = seed.value
-            image.value = png_bytes(self.render(), self.upscale)
+            set_image(image, self.render(), self.upscale)
 
         def resample(_):
             seed.value = int(torch.randint(0, 10_000, ()).item())
 
         seed.observe(redraw, names="value")
         button.on_click(resample)
-        return W.VBox([W.HTML(f"<b>{self.title}</b>"), W.HBox([seed, button]), image])
+        return frame(W.VBox([W.HBox([seed, button]), image]), self.title, legend=self.legend)
 
 
 class InterpolationPanel:
     """A slider t in [0, 1] between two latents; ``generate(latent)`` returns (N, 3, H, W) images."""
 
     def __init__(self, generate: Callable[[torch.Tensor], torch.Tensor], z0: torch.Tensor, z1: torch.Tensor,
-                 spherical: bool = False, upscale: int = 2, nrow: int = 8):
+                 spherical: bool = False, upscale: int | None = None, nrow: int = 8,
+                 title: str | None = None):
         self.generate, self.z0, self.z1, self.spherical = generate, z0, z1, spherical
         self.upscale, self.nrow, self.t = upscale, nrow, 0.0
+        self.title = title or f"{'spherical' if spherical else 'linear'} interpolation between two latents z0 and z1"
 
     def latent(self, t: float) -> torch.Tensor:
         return (slerp if self.spherical else lerp)(self.z0, self.z1, t)
@@ -151,32 +316,34 @@ class InterpolationPanel:
     def widget(self):
         import ipywidgets as W
 
-        image = W.Image(value=png_bytes(self.render(), self.upscale), format="png")
-        slider = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=0.05, description="t")
+        image = image_widget(self.render(), self.upscale)
+        slider = labelled(W.FloatSlider(value=self.t, min=0.0, max=1.0, step=0.05), "t  (0 = z0, 1 = z1)")
 
         def redraw(change):
             self.t = change["new"]
-            image.value = png_bytes(self.render(), self.upscale)
+            set_image(image, self.render(), self.upscale)
 
         slider.observe(redraw, names="value")
-        return W.VBox([slider, image])
+        return frame(W.VBox([slider, image]), self.title)
 
 
 class MaskPainter:
     """Paint classes onto a label map with the mouse, then regenerate an image from it.
 
     ``generate(labels (H, W)) -> (3, H, W)`` image. The left canvas shows the label map in class
-    colours; drag to paint with the chosen class and brush; the right image follows on 'generate'
-    (or live, with 'live' ticked).
+    colours; drag to paint with the chosen class and brush (radius in label-map pixels); the right
+    image follows on 'generate' (or live, with 'live' ticked).
     """
 
     def __init__(self, labels: torch.Tensor, class_names: Sequence[str], palette, generate: Callable,
-                 canvas_size: int = 256):
+                 canvas_size: int = 256, title: str = "paint a label map (left), then press generate (right)"):
         self.original = labels.clone()
         self.labels = labels.clone()
         self.class_names, self.palette, self.generate = list(class_names), palette, generate
-        self.canvas_size = canvas_size
+        self.up = max(1, canvas_size // labels.shape[0])  # canvas pixels per label pixel
+        self.canvas_size = self.up * labels.shape[0]
         self.cls, self.radius = 0, max(1.0, labels.shape[0] / 16)
+        self.title = title
 
     def paint(self, points: Sequence[tuple[float, float]]) -> torch.Tensor:
         """Paint a stroke given in canvas pixel (x, y) coordinates with the current class and brush."""
@@ -199,22 +366,31 @@ class MaskPainter:
         import ipywidgets as W
         from ipycanvas import Canvas
 
-        up = max(1, self.canvas_size // self.labels.shape[0])
-        canvas = Canvas(width=self.canvas_size, height=self.canvas_size)
-        result = W.Image(value=png_bytes(self.generate(self.labels).cpu(), up), format="png")
+        up, (h, w) = self.up, self.labels.shape
+        canvas = Canvas(width=up * w, height=up * h, layout=W.Layout(width=f"{up * w}px", height=f"{up * h}px"))
+        canvas.add_class("nbsyn-canvas")
+
+        def result_scale(image):  # the generated image at the canvas's height
+            return max(1, (up * h) // image.shape[-2])
+
+        first = self.generate(self.labels).detach().float().cpu()
+        result = image_widget(first, result_scale(first), max_height=up * h, max_width=3 * up * w)
+        result.layout.margin = "0 0 0 12px"
         cls = W.Dropdown(options=[(n, i) for i, n in enumerate(self.class_names)], value=self.cls, description="class")
-        brush = W.FloatSlider(value=self.radius, min=0.5, max=self.labels.shape[0] / 4, step=0.5, description="brush")
-        live = W.Checkbox(value=False, description="live")
-        gen_button, reset_button = W.Button(description="generate", icon="play"), W.Button(description="reset")
+        brush = labelled(W.FloatSlider(value=self.radius, min=0.5, max=h / 4, step=0.5),
+                         "brush radius (label px)")
+        live = W.Checkbox(value=False, description="live", tooltip="regenerate after every stroke")
+        gen_button = W.Button(description="generate", icon="play")
+        reset_button = W.Button(description="reset", tooltip="back to the original label map")
         stroke: list[tuple[float, float]] = []
 
         def draw_labels():
-            canvas.clear()
             canvas.put_image_data((to_numpy_image(colorize(self.labels, self.palette)).repeat(up, 0).repeat(up, 1) * 255)
                                   .astype("uint8"), 0, 0)
 
         def regenerate(*_):
-            result.value = png_bytes(self.generate(self.labels).cpu(), up)
+            image = self.generate(self.labels).detach().float().cpu()
+            set_image(result, image, result_scale(image), max_height=up * h, max_width=3 * up * w)
 
         def down(x, y):
             stroke[:] = [(x, y)]
@@ -229,9 +405,10 @@ class MaskPainter:
                 draw_labels()
 
         def release(x, y):
-            stroke.clear()
-            if live.value:
-                regenerate()
+            if stroke:
+                stroke.clear()
+                if live.value:
+                    regenerate()
 
         def reset(_):
             self.reset()
@@ -241,7 +418,10 @@ class MaskPainter:
         canvas.on_mouse_down(down)
         canvas.on_mouse_move(move)
         canvas.on_mouse_up(release)
+        canvas.on_mouse_out(release)
         gen_button.on_click(regenerate)
         reset_button.on_click(reset)
         draw_labels()
-        return W.VBox([W.HBox([cls, brush, live, gen_button, reset_button]), W.HBox([canvas, result])])
+        body = W.VBox([W.HBox([cls, brush]), W.HBox([live, gen_button, reset_button]),
+                       W.HBox([canvas, result])])
+        return frame(body, self.title, legend=(self.class_names, self.palette))

@@ -1,11 +1,12 @@
+import io
 import math
 
 import pytest
 import torch
 
 from nbsyn.viz import colorize
-from nbsyn.widgets import (InterpolationPanel, MaskPainter, ResamplePanel, canvas_to_label, lerp, paint_disc,
-                           paint_stroke, png_bytes, slerp)
+from nbsyn.widgets import (InterpolationPanel, MaskPainter, ResamplePanel, canvas_to_label, display_scale, frame,
+                           image_widget, lerp, paint_disc, paint_stroke, png_bytes, slerp, walk)
 
 
 def test_paint_disc_paints_only_inside_the_radius():
@@ -22,7 +23,18 @@ def test_paint_stroke_leaves_no_gaps():
 
 
 def test_canvas_to_label_scales_coordinates():
-    assert canvas_to_label(px=100, py=50, canvas_size=200, label_size=20) == (5.0, 10.0)
+    # 10 canvas px per label px: canvas x in [100, 110) is label column 10, whose centre is 10.0
+    assert canvas_to_label(px=105, py=55, canvas_size=200, label_size=20) == (5.0, 10.0)
+    assert canvas_to_label(px=0, py=0, canvas_size=200, label_size=20) == (-0.5, -0.5)
+
+
+@pytest.mark.parametrize("px,py", [(105, 55), (103, 53), (106.5, 56.5)])
+def test_a_click_inside_a_label_pixel_paints_that_pixel(px, py):
+    # the smallest brush (radius 0.5) paints exactly the label pixel under the mouse
+    labels = torch.zeros(20, 20, dtype=torch.long)
+    row, col = canvas_to_label(px, py, canvas_size=200, label_size=20)
+    out = paint_disc(labels, row, col, 0.5, 1)
+    assert out[5, 10] == 1 and out.sum() == 1
 
 
 def test_lerp_and_slerp_endpoints_and_norm():
@@ -85,3 +97,85 @@ def test_mask_painter_renders_a_generated_image_of_any_width(height, width):
     scale = height // 16
     assert torch.equal(label_part[:, ::scale, ::scale], colorize(labels, palette))
     assert (out[:, :2] == 1).all() and (out[:, :, 2 + height:4 + height] == 1).all()  # white padding
+
+
+# ------------------------------------------------------------------ what the student sees
+def error_text(box) -> str:
+    return "".join(o.get("text", "") for o in box.errors.outputs)
+
+
+def test_an_exception_in_a_click_or_slider_callback_is_shown_in_the_widget():
+    calls = []
+
+    def generate(seed):
+        calls.append(seed)
+        if seed == 7:
+            raise ValueError("seed 7 is cursed")
+        return torch.full((2, 3, 8, 8), (seed % 10) / 10)
+
+    box = ResamplePanel(generate, nrow=2).widget()
+    assert error_text(box) == ""  # nothing shown while all goes well
+    seed = next(w for w in walk(box) if getattr(w, "description", "") == "seed")
+    image = next(w for w in walk(box) if type(w).__name__ == "Image")
+    before = bytes(image.value)
+    seed.value = 3  # an observer: redraws
+    assert calls[-1] == 3 and bytes(image.value) != before and error_text(box) == ""
+    seed.value = 7  # the observer raises: the message appears in the widget's error area, nothing is raised
+    assert "ValueError: seed 7 is cursed" in error_text(box)
+    assert error_text(box).startswith("Error in redraw")
+    box.errors.outputs = ()
+    button = next(w for w in walk(box) if getattr(w, "description", "") == "resample")
+    torch.manual_seed(0)
+    button.click()  # a click handler: goes through ipywidgets' CallbackDispatcher, also guarded
+    assert calls[-1] != 7 and error_text(box) == ""
+
+
+def test_guard_callbacks_covers_canvas_mouse_events_and_foreign_panels():
+    import ipywidgets as W
+
+    labels = torch.zeros(8, 8, dtype=torch.long)
+    painter = MaskPainter(labels, ["a", "b"], [(0, 0, 0), (255, 0, 0)], lambda lab: torch.zeros(3, 8, 8), canvas_size=32)
+    box = painter.widget()
+    canvas = next(w for w in walk(box) if hasattr(w, "put_image_data"))
+    painter.paint = lambda points: (_ for _ in ()).throw(RuntimeError("brush broke"))
+    canvas._handle_frontend_event(None, {"event": "mouse_down", "x": 4, "y": 4}, [])
+    assert "RuntimeError: brush broke" in error_text(box)
+    # a panel built elsewhere (e.g. in a model module): frame() guards its callbacks too
+    button, slider = W.Button(description="go"), W.FloatSlider(description="brush")
+    button.on_click(lambda _: 1 / 0)
+    outer = frame(W.VBox([button, slider]), "foreign")
+    button.click()
+    assert "ZeroDivisionError" in error_text(outer)
+    assert slider.description == "brush radius (label px)"
+
+
+def test_frame_has_title_legend_and_pins_images_to_their_pixel_size():
+    import ipywidgets as W
+
+    image = image_widget(torch.zeros(3, 32, 48))
+    assert display_scale(32, 48) == 10 and image.layout.width == "480px" and image.layout.height == "320px"
+    raw = W.Image(value=png_bytes(torch.zeros(3, 5, 7), upscale=3), format="png")
+    box = frame(W.VBox([image, raw]), "a <title>", legend=(["sky", "sea"], [(0, 0, 255), (0, 128, 0)], [1]))
+    html_parts = " ".join(w.value for w in walk(box) if type(w).__name__ == "HTML")
+    assert "a &lt;title&gt;" in html_parts and "nbsyn-title" in html_parts
+    assert "sea" in html_parts and "sky" not in html_parts and "rgb(0,128,0)" in html_parts  # only classes present
+    assert (raw.layout.width, raw.layout.height) == ("21px", "15px")
+    raw.value = png_bytes(torch.zeros(3, 5, 7), upscale=4)  # follows a new image
+    assert raw.layout.width == "28px"
+    assert "nbsyn-widget" in box._dom_classes
+
+
+def test_display_scale_is_an_integer_factor_that_fits():
+    assert display_scale(32, 32) == 10  # a small sample is shown large
+    assert display_scale(70, 274) == 2  # a wide grid fits the column (800 px)
+    assert display_scale(1000, 1000) == 1  # never shrinks
+    # nearest-neighbour: every label pixel becomes an s x s block of the same colour
+    view = image_widget(torch.tensor([[[-1.0, 1.0]]]).expand(3, 1, 2))
+    from PIL import Image
+
+    import numpy as np
+
+    pixels = np.asarray(Image.open(io.BytesIO(view.value)).convert("L"))
+    s = display_scale(1, 2)
+    assert pixels.shape == (s, 2 * s)
+    assert (pixels[:, :s] == 0).all() and (pixels[:, s:] == 255).all()
