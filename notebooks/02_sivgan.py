@@ -534,7 +534,8 @@ panel = widgets.ResamplePanel(generate_grid, nrow=8, seed=0, upscale=3, title=f"
 panel.widget()
 
 # %%
-fig = viz.show_images(generate_grid(panel.seed), nrow=8, title=f"ResamplePanel at seed {panel.seed}: 16 samples, {widget_model}")
+fig = viz.show_images(generate_grid(panel.seed), nrow=8, scale=2.0,
+                      title=f"ResamplePanel at seed {panel.seed}: 16 samples, {widget_model}")
 viz.save(fig, out_dir, "widget_resample")
 plt.show()
 
@@ -552,12 +553,13 @@ def generate_from(z_vec):
     return g_ema(z_vec.view(1, -1).to(dev)).image.cpu()
 
 
-interp = widgets.InterpolationPanel(generate_from, z_pair[0], z_pair[1], upscale=4, nrow=1)
+interp = widgets.InterpolationPanel(generate_from, z_pair[0], z_pair[1], nrow=1,
+                                    title=f"SIV-GAN, {widget_model}: interpolate between two noise vectors z0 and z1")
 interp.widget()
 
 # %%
 strip = interp.strip(steps=8)
-fig = viz.show_images(strip, nrow=8, title=f"InterpolationPanel: t = 0 ... 1 in 8 steps, {widget_model}")
+fig = viz.show_images(strip, nrow=4, scale=2.5, title=f"InterpolationPanel: t = 0 ... 1 in 8 steps, {widget_model}")
 viz.save(fig, out_dir, "widget_interpolation")
 plt.show()
 

@@ -606,8 +606,9 @@ def generate_pairs(sample_seed: int, n: int = 6) -> torch.Tensor:
     return osmis.pair_rows(out.image.cpu(), out.soft_mask.argmax(1).cpu(), widget_data.palette)
 
 
-panel = nbsyn.widgets.ResamplePanel(generate_pairs, nrow=6, seed=0, upscale=4,
-                                    title=f"OSMIS, {widget_model}: image / mask / overlay")
+panel = nbsyn.widgets.ResamplePanel(generate_pairs, nrow=6, seed=0,
+                                    title=f"OSMIS, {widget_model}: image / mask / overlay",
+                                    legend=(widget_data.class_names, widget_data.palette))
 display(panel.widget())
 
 # %%
