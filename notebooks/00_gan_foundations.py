@@ -421,9 +421,7 @@ resample_panel = ResamplePanel(sample_grid, nrow=8, title="EMA generator, 16 sam
 resample_panel.widget()
 
 # %%
-fig, axes = plt.subplots(1, 3, figsize=(15, 2.2))
-for ax, s in zip(axes, (1, 2, 3)):
-    viz.show_images(sample_grid(s)[:8], nrow=8, title=f"seed {s}", ax=ax)
+fig = viz.show_rows([(f"seed {s}", sample_grid(s)[:8]) for s in (1, 2, 3)], ncol=8, scale=1.6)
 viz.save(fig, out_dir, "resample_static")
 plt.show()
 
@@ -436,7 +434,8 @@ def generate_from(z):
         return ema.module(z).cpu()
 
 
-interp_panel = InterpolationPanel(generate_from, zs[0], zs[1], spherical=False, nrow=4)
+interp_panel = InterpolationPanel(generate_from, zs[0], zs[1], spherical=False, nrow=4,
+                                  title="linear interpolation z0 -> z1, four pairs of noise vectors")
 interp_panel.widget()
 
 # %%

@@ -686,16 +686,24 @@ def resample_view(target, seed_value):
 present_names = [train_set.class_names[c] for c in panel_map.unique().tolist()]
 target_box = W.Dropdown(options=["whole image"] + present_names, description="resample")
 seed_box = W.IntSlider(value=0, min=0, max=999, description="seed")
-image_box = W.Image(value=widgets.png_bytes(viz.grid(resample_view("whole image", 0), n_panel), 4), format="png")
+
+
+def panel_view(target, seed_value):  # the fixed label map first, then the n_panel images, in rows of 4
+    return viz.grid(torch.cat([viz.colorize(panel_map, widget_set.palette), resample_view(target, seed_value)]), 4)
+
+
+image_box = widgets.image_widget(panel_view("whole image", 0))
 
 
 def redraw(*_):
-    image_box.value = widgets.png_bytes(viz.grid(resample_view(target_box.value, seed_box.value), n_panel), 4)
+    widgets.set_image(image_box, panel_view(target_box.value, seed_box.value))
 
 
 target_box.observe(redraw, names="value")
 seed_box.observe(redraw, names="value")
-display(W.VBox([W.HBox([target_box, seed_box]), image_box]))
+display(widgets.frame(W.VBox([W.HBox([target_box, seed_box]), image_box]),
+                      "resample the noise of the whole image or of one class (first tile: the fixed label map)",
+                      legend=(widget_set.class_names, widget_set.palette, panel_map.unique().tolist())))
 
 # %%
 rows_fig = [("whole image", resample_view("whole image", 0))]
@@ -747,7 +755,7 @@ print(f"mean change of the image inside the painted regions: {change[painted].me
 images = torch.stack([viz.colorize(original_map, widget_set.palette), before,
                       viz.colorize(edited, widget_set.palette), after])
 fig = viz.show_images(images, 4, f"label map -> image; painted ({' and '.join(names)}) -> image, same noise",
-                      scale=2.2)
+                      scale=3.5)
 viz.save(fig, out_dir, "widget_paint")
 plt.show()
 
