@@ -528,8 +528,8 @@ def side_by_side(latent):
 
 
 direction_panel = widgets.InterpolationPanel(side_by_side, z_centre - direction / 2, z_centre + direction / 2,
-                                             upscale=4, nrow=1 + len(panel_arms))
-print("columns: source G_s |", " | ".join(panel_arms))
+                                             nrow=1 + len(panel_arms),
+                                             title="one latent direction; columns: source G_s | " + " | ".join(panel_arms))
 direction_panel.widget()
 
 # %%
@@ -552,8 +552,8 @@ def resample(seed_value, psi=1.0, n=8):
     return torch.cat([G(z, truncation_psi=psi, noise_mode="const").clamp(-1, 1).cpu() for G in gens])
 
 
-resample_panel = widgets.ResamplePanel(lambda sd: resample(sd), nrow=8, seed=3, upscale=3,
-                                       title="source G_s / " + " / ".join(panel_arms))
+resample_panel = widgets.ResamplePanel(lambda sd: resample(sd), nrow=8, seed=3,
+                                       title="resample the latents; rows: source G_s / " + " / ".join(panel_arms))
 resample_panel.widget()
 
 # %%
@@ -567,19 +567,19 @@ plt.show()
 def truncation_widget():
     import ipywidgets as W
 
-    image = W.Image(value=widgets.png_bytes(viz.grid(resample(5, 1.0), 8), 3), format="png")
-    slider = W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05, description="psi")
-    slider.observe(lambda ch: setattr(image, "value", widgets.png_bytes(viz.grid(resample(5, ch["new"]), 8), 3)),
-                   names="value")
-    return W.VBox([slider, image])
+    image = widgets.image_widget(viz.grid(resample(5, 1.0), 8))
+    slider = widgets.labelled(W.FloatSlider(value=1.0, min=0.0, max=1.0, step=0.05), "truncation psi")
+    slider.observe(lambda ch: widgets.set_image(image, viz.grid(resample(5, ch["new"]), 8)), names="value")
+    return widgets.frame(W.VBox([slider, image]), "truncation: w = w_avg + psi (w - w_avg); rows: source G_s / "
+                         + " / ".join(panel_arms))
 
 
 truncation_widget()
 
 # %%
 psis = (1.0, 0.7, 0.4, 0.0)
-fig, axes = plt.subplots(1, len(psis), figsize=(16, 2.6))
-for ax, psi in zip(axes, psis):
+fig, axes = plt.subplots(2, 2, figsize=(13, 7))
+for ax, psi in zip(axes.flat, psis):
     viz.show_images(resample(5, psi, n=4), nrow=4, title=f"truncation psi = {psi}", ax=ax)
 viz.save(fig, out, "truncation")
 plt.show()

@@ -652,7 +652,10 @@ def regenerate(mask):
 
 panel = su.ProxyMaskPanel(base_mask, CLUSTER_NAMES, KPAL, regenerate)
 try:
-    display(panel.widget())  # noqa: F821 - IPython
+    from nbsyn.widgets import frame
+
+    display(frame(panel.widget(), "edit the proxy mask (paint a cluster, or move one by dy, dx), then regenerate: "  # noqa: F821
+                  "same source, new layout", legend=([f"c{k:02d} · {n}" for k, n in enumerate(CLUSTER_NAMES)], KPAL)))
 except Exception as exc:  # noqa: BLE001 - no widget front-end (papermill): the static figure follows
     print(f"(widget not shown: {type(exc).__name__})")
 
@@ -679,7 +682,7 @@ if k_eye is not None:
     from nbsyn.widgets import paint_disc
 
     edits.append(("third eye painted", paint_disc(base_mask, AT * 0.22, AT / 2, AT / 16, k_eye)))
-fig, axes = plt.subplots(2, len(edits), figsize=(1.9 * len(edits), 4.2))
+fig, axes = plt.subplots(2, len(edits), figsize=(2.6 * len(edits), 5.6))
 for j, (name, m) in enumerate(edits):
     axes[0, j].imshow(viz.to_numpy_image(viz.colorize(m, KPAL)), interpolation="nearest")
     axes[0, j].set_title(name, fontsize=7)

@@ -569,7 +569,10 @@ panel = S.RegionEditPanel(lab_s, SCENE_CLASSES, SCENE_PALETTE, generate, upscale
 t0 = time.perf_counter()
 generate(lab_s)
 print(f"one regeneration: {1000 * (time.perf_counter() - t0):.0f} ms")
-panel.widget()
+from nbsyn.widgets import frame  # noqa: E402
+
+frame(panel.widget(), "paint, or move / scale / remove a region of the target map P' (left); SemIA regenerates I' (right)",
+      legend=(SCENE_CLASSES, SCENE_PALETTE))
 
 # %% [markdown]
 # The same panel driven from code (the static figure): move the left balloon right by a quarter of the
