@@ -227,6 +227,26 @@ def pin_image_sizes(root) -> None:
             widget._nbsyn_pinned = True
 
 
+def lossless_canvases(root) -> None:
+    """Make every ipycanvas Canvas inside ``root`` send its images losslessly: ipycanvas encodes an RGB
+    array as JPEG (quality 75), which smears a label map's class colours; an RGBA array goes as PNG."""
+    import numpy as np
+
+    for widget in walk(root):
+        if hasattr(widget, "put_image_data") and not getattr(widget, "_nbsyn_lossless", False):
+            put = widget.put_image_data
+
+            def put_rgba(image_data, x=0, y=0, put=put):
+                image_data = np.asarray(image_data)
+                if image_data.ndim == 3 and image_data.shape[2] == 3:
+                    alpha = np.full(image_data.shape[:2] + (1,), 255, dtype=image_data.dtype)
+                    image_data = np.concatenate([image_data, alpha], axis=2)
+                return put(image_data, x, y)
+
+            widget.put_image_data = put_rgba
+            widget._nbsyn_lossless = True
+
+
 def frame(body, title: str, legend: tuple | None = None, note: str | None = None):
     """``body`` with a title, an optional class legend ``(class_names, palette[, present ids])`` and a
     note above it, and an error area below it that shows any exception raised by the body's callbacks.
@@ -245,6 +265,7 @@ def frame(body, title: str, legend: tuple | None = None, note: str | None = None
     box = W.VBox(parts)
     box.add_class("nbsyn-widget")
     pin_image_sizes(body)
+    lossless_canvases(body)
     guard_callbacks(body, errors)
     for widget in walk(body):
         if getattr(widget, "description", None) == "brush":  # a radius in label-map pixels everywhere
@@ -421,7 +442,8 @@ class MaskPainter:
         canvas.on_mouse_out(release)
         gen_button.on_click(regenerate)
         reset_button.on_click(reset)
-        draw_labels()
         body = W.VBox([W.HBox([cls, brush]), W.HBox([live, gen_button, reset_button]),
                        W.HBox([canvas, result])])
-        return frame(body, self.title, legend=(self.class_names, self.palette))
+        box = frame(body, self.title, legend=(self.class_names, self.palette))
+        draw_labels()
+        return box

@@ -179,3 +179,15 @@ def test_display_scale_is_an_integer_factor_that_fits():
     s = display_scale(1, 2)
     assert pixels.shape == (s, 2 * s)
     assert (pixels[:, :s] == 0).all() and (pixels[:, s:] == 255).all()
+
+
+def test_framed_canvases_send_label_colours_losslessly():
+    # ipycanvas sends an RGB array as JPEG (quality 75), which smears class colours; frame() sends RGBA (PNG)
+    from ipycanvas import Canvas
+
+    canvas, sent = Canvas(width=4, height=4), []
+    canvas.put_image_data = lambda data, x=0, y=0: sent.append(data)
+    frame(canvas, "c")
+    rgb = torch.randint(0, 255, (4, 4, 3), dtype=torch.uint8).numpy()
+    canvas.put_image_data(rgb, 0, 0)
+    assert sent[-1].shape == (4, 4, 4) and (sent[-1][..., :3] == rgb).all() and (sent[-1][..., 3] == 255).all()
