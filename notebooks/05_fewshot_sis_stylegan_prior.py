@@ -631,8 +631,8 @@ for name, m in edits.items():
     if s_runs:
         cols.append(s_images(s_runs[n5, 0], m[None])[0])
 per = 3 if s_runs else 2
-fig = viz.show_images(torch.stack(cols), nrow=per * len(edits),
-                      title="scripted edits: map | P 5-shot" + (" | S 5-shot" if s_runs else "") + " for each edit")
+fig = viz.show_images(torch.stack(cols), nrow=per, scale=2.4,
+                      title="rows: " + ", ".join(edits) + "\nmap | P 5-shot" + (" | S 5-shot" if s_runs else ""))
 viz.save(fig, out, "paint_edits")
 plt.show()
 
@@ -646,12 +646,12 @@ def resample_render(l, seed):
                                fs.synthesize(E_show, G, map0.expand(6, -1, -1), l, zz).cpu()]), 7)
 
 
-resample_panel = fs.SliderPanel(resample_render, {"l": (0, G.num_ws, 1, cfg.mix_from), "seed": (0, 999, 1, 0)},
-                                title="free latents ws[l:] resampled; l = num_ws keeps the encoder's ws")
-resample_panel.widget()
+resample_panel = fs.SliderPanel(resample_render, {"l": (0, G.num_ws, 1, cfg.mix_from), "seed": (0, 999, 1, 0)})
+widgets.frame(resample_panel.widget(), "free latents ws[l:] resampled; l = num_ws keeps the encoder's ws "
+              "(first tile: the label map)", legend=(names, palette, map0.unique().tolist()))
 
 # %%
-fig, axes = plt.subplots(3, 1, figsize=(7, 4.2))
+fig, axes = plt.subplots(3, 1, figsize=(11, 6.6))
 for ax, l_value in zip(axes, (G.num_ws, cfg.mix_from, 2)):
     viz.show_images(resample_panel.render(l=l_value, seed=3)[None], nrow=1, title=f"l = {l_value}, seed 3", ax=ax)
 viz.save(fig, out, "resample_panel")
@@ -679,13 +679,13 @@ def explorer_render(seed, k, t):
 
 
 explorer = fs.SliderPanel(explorer_render, {"seed": (0, 999, 1, 0), "k": (1, 20, 1, cfg.sparse_k),
-                                            "t": (-1.0, 1.0, 0.05, cfg.sparse_t)},
-                          title="sample | dense pseudo-label | sparse pseudo-label (k, t) | segmenter")
-explorer.widget()
+                                            "t": (-1.0, 1.0, 0.05, cfg.sparse_t)})
+widgets.frame(explorer.widget(), "sample | dense pseudo-label | sparse pseudo-label (k, t; unknown in black) | segmenter",
+              legend=(list(names) + ["unknown"], sparse_palette))
 
 # %%
 ks, ts = (1, 3, 10), (0.3, 0.5, 0.7)
-fig, axes = plt.subplots(len(ks), len(ts), figsize=(12, 3.2))
+fig, axes = plt.subplots(len(ks), len(ts), figsize=(15, 5.5))
 for i, k in enumerate(ks):
     for j, t in enumerate(ts):
         viz.show_images(explorer.render(seed=5, k=k, t=t)[None], nrow=1, title=f"k = {k}, t = {t}", ax=axes[i, j])

@@ -610,13 +610,19 @@ def training_free_images(A):
 
 
 editor_A = {"A": A_vote.clone()}
-editor_image = W.Image(value=widgets.png_bytes(viz.grid(training_free_images(editor_A["A"]), 4), 3), format="png")
+
+
+def editor_view(A):  # top row: the target maps; bottom row: the training-free images with this A
+    return viz.grid(torch.cat([viz.colorize(edit_maps, TPAL), training_free_images(A)]), 4)
+
+
+editor_image = widgets.image_widget(editor_view(editor_A["A"]))
 dropdowns = []
 
 
 def on_change(change, k):
     editor_A["A"] = C.edit_affinity(editor_A["A"], k, SNAMES.index(change["new"]))
-    editor_image.value = widgets.png_bytes(viz.grid(training_free_images(editor_A["A"]), 4), 3)
+    widgets.set_image(editor_image, editor_view(editor_A["A"]))
 
 
 for k, name in enumerate(TNAMES):
@@ -624,7 +630,9 @@ for k, name in enumerate(TNAMES):
                      layout=W.Layout(width="220px"))
     box.observe(lambda change, k=k: on_change(change, k), names="value")
     dropdowns.append(box)
-display(W.VBox([W.HBox(dropdowns[:4]), W.HBox(dropdowns[4:]), editor_image]))
+display(widgets.frame(W.VBox([W.HBox(dropdowns[:4]), W.HBox(dropdowns[4:]), editor_image]),
+                      "edit A: the source class each target class borrows from (top: target maps, bottom: images)",
+                      legend=(TNAMES, TPAL)))
 
 # %%
 lake = TNAMES.index("lake")
@@ -667,7 +675,7 @@ edited = widgets.paint_disc(original_map, 0.8 * h, 0.3 * w, 0.14 * h, TNAMES.ind
 edited = widgets.paint_disc(edited, 0.7 * h, 0.75 * w, 0.08 * h, TNAMES.index("boulder"))
 images = torch.stack([viz.colorize(original_map, TPAL), generate_from_map(original_map),
                       viz.colorize(edited, TPAL), generate_from_map(edited)])
-fig = viz.show_images(images, 4, "target map -> image; painted (lake, boulder) -> image, same noise", scale=2.2)
+fig = viz.show_images(images, 4, "target map -> image; painted (lake, boulder) -> image, same noise", scale=3.5)
 viz.save(fig, out_dir, "widget_paint")
 plt.show()
 
