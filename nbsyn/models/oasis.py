@@ -55,6 +55,7 @@ PRESETS = {
         aspect=1, n_train=32, n_test=8, num_res_blocks=3, channels_g=8, channels_d=8, spade_hidden=16,
         n_layers_d=2, ndf=8, lambda_labelmix=5.0, ema_decay=0.9, bn_batches=2, checkpoint_every=0,
         n_seeds=1, segmenter_steps=10, diversity_maps=2, diversity_samples=3, reference_n_test=8,
+        reference_diversity_maps=2,
     ),
     # the default without CUDA: four variants x two seeds x 300 steps; the converged comparison comes
     # from the shipped reference models (nbsyn.pretrained: oasis_scenes64, spade_scenes64)
@@ -65,8 +66,9 @@ PRESETS = {
         n_layers_d=3, ndf=32, lambda_labelmix=5.0,
         ema_decay=0.98,  # 0.9999 averages over ~10k steps; a cpu run has a few hundred
         bn_batches=10, checkpoint_every=0,
-        n_seeds=2, segmenter_steps=400, diversity_maps=16, diversity_samples=20,  # 20 per map (L1145)
+        n_seeds=2, segmenter_steps=400, diversity_maps=8, diversity_samples=20,  # 20 per map (L1145)
         reference_n_test=128,  # test maps for evaluating the shipped 64 px reference models
+        reference_diversity_maps=4,  # 64 px MS-SSIM over 190 pairs per map is most of section 10's time
     ),
     # about an hour on one GPU
     "gpu": dict(
@@ -76,6 +78,7 @@ PRESETS = {
         aspect=1, n_train=4000, n_test=200, num_res_blocks=5, channels_g=32, channels_d=32, spade_hidden=64,
         n_layers_d=4, ndf=64, lambda_labelmix=5.0, ema_decay=0.999, bn_batches=50, checkpoint_every=2000,
         n_seeds=3, segmenter_steps=3000, diversity_maps=50, diversity_samples=20, reference_n_test=200,
+        reference_diversity_maps=50,
     ),
     # the thesis setting on ADE20K (L1112-1121); other datasets: paper_settings(name)
     "paper": dict(
@@ -92,6 +95,7 @@ PRESETS = {
         checkpoint_every=5000, reference_n_test=0,  # no reference model at paper scale
         n_seeds=1, segmenter_steps=20_000,  # our U-Net stands in for UperNet101 / DRN / DeepLabV2 (L1123)
         diversity_maps=2000, diversity_samples=20,  # 20 samples per label map (L1145)
+        reference_diversity_maps=0,
     ),
 }
 
