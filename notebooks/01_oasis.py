@@ -723,7 +723,7 @@ def per_class_bars(ax, train, rare_ids, bars, ceiling_iou, title):
     ax.set_ylim(0, 1)
     ax.set_ylabel("IoU")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=3, loc="upper right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
 
 
 if hard_results:
@@ -852,6 +852,13 @@ if hard_results and hard.ceiling["miou_rare"] < 0.25:
     print(f"caution: on real {hard.name} images at {cfg.image_size} px the segmenter itself reaches only "
           f"{hard.ceiling['miou_rare']:.3f} rare-class mIoU, so the live rare-class comparison measures little; "
           "the 64 px reference models, scored by a segmenter trained for 3,000 steps, are the informative test")
+if "streets" in ref_tests:  # per class: where does OASIS lead at reference scale?
+    iou_oasis, iou_spade = (ref_results[("streets", v)]["per_class_iou"] for v in ("OASIS", "SPADE+ D"))
+    leads = [c for c, (a, b) in enumerate(zip(iou_oasis, iou_spade)) if a == a and b == b and a > b]  # skip NaN
+    names = [("* " if c in hard_rare else "") + hard_train.class_names[c] for c in leads]
+    print(f"streets reference models, per class: OASIS leads on {len(leads)} of {len(iou_oasis)} classes "
+          f"({', '.join(names) or 'none'}; * = rare), {sum(c in hard_rare for c in leads)} of the "
+          f"{len(hard_rare)} rare ones")
 if "streets" in ref_tests and "scenes" in ref_tests:
     shift = [ref_results[(n, "OASIS")]["miou"] - ref_results[(n, "SPADE+ D")]["miou"] for n in ("scenes", "streets")]
     moved = "towards OASIS" if shift[1] > shift[0] else "away from OASIS"
