@@ -38,7 +38,24 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "browser: drives JupyterLab in headless Chromium (tests/browser/)")
 
 
+def _group_for_xdist(items):
+    """Give tests marked ``xdist_group(name)`` the nodeid suffix ``@name`` by which ``--dist loadgroup``
+    sends a group to one worker. pytest-xdist 3.8 writes it to ``item._nodeid``, which pytest 9 no longer
+    reads (the id lives in ``item._id``), so without this the browser tests were spread over both workers."""
+    try:
+        from _pytest.nodeid import coerce_node_id
+    except ImportError:  # pytest < 9: xdist's own suffix works
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        if names and hasattr(item, "_id") and "@" not in item.nodeid.rsplit("]", 1)[-1]:
+            item._id = coerce_node_id(f"{item.nodeid}@{'_'.join(names)}")
+
+
 def pytest_collection_modifyitems(config, items):
+    if getattr(config.option, "loadgroup", False):
+        _group_for_xdist(items)
     if not any(item.get_closest_marker("browser") for item in items) or _browser_missing() is None:
         return
     left_out = [item for item in items if item.get_closest_marker("browser")]
